@@ -1,0 +1,294 @@
+//! The OpenAI-compatible backend: `POST {base}/chat/completions`. One module serves OpenAI,
+//! vLLM, llama.cpp's server, LM Studio and OpenRouter; only the base URL differs.
+//! Owns the wire format and its error mapping; chunking lives in `backend/mod.rs`.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{CallSettings, ChatModel, ChatRequest, Completion, Tokenizer};
+use crate::config::{BackendConfig, Secret, SummarizeConfig};
+use crate::error::{DocError, ErrorClass};
+use crate::retry;
+
+/// Context assumed for a model we cannot ask about: small enough for most local servers
+/// (llama.cpp defaults to 4096); a context-length error still makes us re-chunk smaller.
+const UNKNOWN_CONTEXT: usize = 4096;
+
+#[derive(Debug)]
+pub struct OpenAi {
+    client: reqwest::Client,
+    base_url: String,
+    api_key: Option<Secret>,
+    pub model: String,
+    context: usize,
+    tokenizer: Tokenizer,
+    calls: CallSettings,
+    /// api.openai.com wants `max_completion_tokens`; other servers know `max_tokens`.
+    official: bool,
+}
+
+#[derive(Deserialize)]
+struct ChatResponse {
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: Message,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+impl OpenAi {
+    pub async fn connect(config: &SummarizeConfig, client: reqwest::Client, calls: CallSettings) -> Result<OpenAi> {
+        let BackendConfig::OpenAi { base_url, api_key, model } = &config.backend else {
+            unreachable!("connect is only called for the openai backend")
+        };
+        let mut backend = OpenAi {
+            client,
+            base_url: base_url.clone(),
+            api_key: api_key.clone(),
+            model: model.clone(),
+            context: config.context_tokens.unwrap_or(UNKNOWN_CONTEXT),
+            tokenizer: tokenizer_for(model),
+            calls,
+            official: base_url.starts_with("https://api.openai.com"),
+        };
+        let served = backend.preflight().await?;
+        if config.context_tokens.is_none() {
+            backend.context = served.or_else(|| known_context(model)).unwrap_or(UNKNOWN_CONTEXT);
+        }
+        tracing::info!(model = %backend.model, context = backend.context, tokenizer = ?backend.tokenizer, "openai backend ready");
+        Ok(backend)
+    }
+
+    fn request(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(key) => builder.bearer_auth(key.expose()),
+            None => builder,
+        }
+    }
+
+    /// `GET {base}/models`: proves the server is there and the key works, and reads the
+    /// context size where the server reports one (vLLM `max_model_len`, llama.cpp `n_ctx`).
+    async fn preflight(&self) -> Result<Option<usize>> {
+        let url = format!("{}/models", self.base_url);
+        let resp = match self.request(self.client.get(&url)).timeout(self.calls.timeout).send().await {
+            Ok(r) => r,
+            Err(e) => bail!(
+                "cannot reach the openai backend at {}: {}; start the server or fix --base-url / OPENAI_BASE_URL",
+                self.base_url,
+                crate::fetch::classify(&e, &url::Url::parse(&url)?).message
+            ),
+        };
+        let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            bail!(
+                "the openai backend at {} refused the API key (HTTP {status}); check OPENAI_API_KEY",
+                self.base_url
+            );
+        }
+        if !resp.status().is_success() {
+            // Some compatible servers have no /models; the first real call will tell.
+            return Ok(None);
+        }
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let entry = body["data"]
+            .as_array()
+            .and_then(|models| models.iter().find(|m| m["id"].as_str() == Some(&self.model)).or(models.first()));
+        Ok(entry.and_then(|m| {
+            ["max_model_len", "context_length", "context_window"]
+                .iter()
+                .find_map(|k| m[k].as_u64())
+                .or_else(|| m["meta"]["n_ctx"].as_u64())
+                .or_else(|| m["meta"]["n_ctx_train"].as_u64())
+                .map(|n| n as usize)
+        }))
+    }
+
+    async fn chat_once(&self, request: &ChatRequest) -> Result<Completion, DocError> {
+        let url = format!("{}/chat/completions", self.base_url);
+        let mut body = json!({
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": request.system},
+                {"role": "user", "content": request.user},
+            ],
+            "temperature": request.temperature,
+            "seed": request.seed,
+            "stream": false,
+        });
+        let limit_key = if self.official { "max_completion_tokens" } else { "max_tokens" };
+        body[limit_key] = json!(request.max_tokens);
+        let parsed = url::Url::parse(&url).map_err(|e| DocError::new(ErrorClass::BackendError, e.to_string()))?;
+        let resp = self
+            .request(self.client.post(&url))
+            .timeout(self.calls.timeout)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| backend_transport_error(crate::fetch::classify(&e, &parsed)))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| backend_transport_error(crate::fetch::classify(&e, &parsed)))?;
+        if !status.is_success() {
+            return Err(error_reply(status.as_u16(), &headers, &text, &self.model));
+        }
+        let reply: ChatResponse = serde_json::from_str(&text).map_err(|e| {
+            DocError::new(
+                ErrorClass::BackendBadResponse,
+                format!("the openai backend sent a reply that is not a chat completion ({e})"),
+            )
+        })?;
+        let content = reply
+            .choices
+            .into_iter()
+            .next()
+            .and_then(|c| c.message.content)
+            .unwrap_or_default();
+        let usage = reply.usage.unwrap_or(Usage {
+            prompt_tokens: 0,
+            completion_tokens: 0,
+        });
+        Ok(Completion {
+            text: content,
+            tokens_in: usage.prompt_tokens,
+            tokens_out: usage.completion_tokens,
+        })
+    }
+}
+
+impl ChatModel for OpenAi {
+    fn context_tokens(&self) -> usize {
+        self.context
+    }
+
+    fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    async fn chat(&self, request: ChatRequest) -> Result<Completion, DocError> {
+        retry::with_retries(self.calls.retries, |_| self.chat_once(&request)).await
+    }
+}
+
+/// A transport failure talking to the backend is the backend's problem, not the document's.
+pub fn backend_transport_error(mut e: DocError) -> DocError {
+    e.class = match e.class {
+        ErrorClass::Timeout => ErrorClass::Timeout,
+        _ => ErrorClass::BackendUnavailable,
+    };
+    e
+}
+
+/// Maps an error reply to a class: auth stops the run, 429/5xx retry, context length re-chunks.
+fn error_reply(status: u16, headers: &reqwest::header::HeaderMap, body: &str, model: &str) -> DocError {
+    let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let message = parsed["error"]["message"]
+        .as_str()
+        .or_else(|| parsed["error"].as_str())
+        .or_else(|| parsed["message"].as_str())
+        .unwrap_or("")
+        .to_string();
+    let code = parsed["error"]["code"].as_str().unwrap_or("");
+    let lower = message.to_lowercase();
+    let short: String = crate::sanitize::one_line(&message).chars().take(300).collect();
+    let (class, text) = if status == 401 || status == 403 {
+        (ErrorClass::BackendAuth, format!("the openai backend refused the API key (HTTP {status}: {short}); check OPENAI_API_KEY"))
+    } else if status == 429 {
+        (ErrorClass::BackendRateLimited, format!("the openai backend is rate limiting (HTTP 429: {short}); lower --jobs"))
+    } else if code == "context_length_exceeded"
+        || lower.contains("context length")
+        || lower.contains("context_length")
+        || lower.contains("maximum context")
+        || lower.contains("too many tokens")
+        || lower.contains("exceeds the context")
+    {
+        (ErrorClass::ContextLength, format!("the prompt does not fit the model's context (HTTP {status}: {short})"))
+    } else if status == 404 && (code == "model_not_found" || lower.contains("model")) {
+        (ErrorClass::ModelNotFound, format!("the openai backend has no model '{model}' (HTTP 404: {short}); check --model"))
+    } else if status >= 500 {
+        (ErrorClass::BackendError, format!("the openai backend failed (HTTP {status}: {short})"))
+    } else {
+        (ErrorClass::BackendBadResponse, format!("the openai backend rejected the request (HTTP {status}: {short})"))
+    };
+    let mut err = DocError::new(class, text).with_status(status);
+    err.retry_after = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(retry::parse_retry_after);
+    err
+}
+
+/// OpenAI's own models use tiktoken; anything else gets the conservative estimate.
+fn tokenizer_for(model: &str) -> Tokenizer {
+    let m = model.to_ascii_lowercase();
+    let bpe = if m.starts_with("gpt-4o") || m.starts_with("gpt-4.1") || m.starts_with("gpt-5") || m.starts_with("o1") || m.starts_with("o3") || m.starts_with("o4") {
+        tiktoken_rs::o200k_base().ok()
+    } else if m.starts_with("gpt-4") || m.starts_with("gpt-3.5") {
+        tiktoken_rs::cl100k_base().ok()
+    } else {
+        None
+    };
+    bpe.map(|b| Tokenizer::Tiktoken(Arc::new(b))).unwrap_or(Tokenizer::Estimate)
+}
+
+fn known_context(model: &str) -> Option<usize> {
+    let m = model.to_ascii_lowercase();
+    if m.starts_with("gpt-4.1") {
+        Some(1_000_000)
+    } else if m.starts_with("gpt-5") {
+        Some(400_000)
+    } else if m.starts_with("gpt-4o") || m.starts_with("o1") || m.starts_with("o3") || m.starts_with("o4") || m.starts_with("gpt-4-turbo") {
+        Some(128_000)
+    } else if m.starts_with("gpt-3.5") {
+        Some(16_385)
+    } else if m.starts_with("gpt-4") {
+        Some(8_192)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_replies_are_classified() {
+        let h = reqwest::header::HeaderMap::new();
+        let ctx = r#"{"error":{"message":"This model's maximum context length is 8192 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
+        assert_eq!(error_reply(400, &h, ctx, "m").class, ErrorClass::ContextLength);
+        assert_eq!(error_reply(401, &h, "{}", "m").class, ErrorClass::BackendAuth);
+        assert_eq!(error_reply(429, &h, "{}", "m").class, ErrorClass::BackendRateLimited);
+        assert_eq!(error_reply(503, &h, "oops", "m").class, ErrorClass::BackendError);
+        assert_eq!(error_reply(400, &h, "{}", "m").class, ErrorClass::BackendBadResponse);
+    }
+
+    #[test]
+    fn tokenizers_by_model() {
+        assert!(matches!(tokenizer_for("gpt-4o-mini"), Tokenizer::Tiktoken(_)));
+        assert!(matches!(tokenizer_for("SmolLM2-135M"), Tokenizer::Estimate));
+        assert_eq!(known_context("gpt-4o-mini"), Some(128_000));
+    }
+}

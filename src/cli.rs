@@ -1,0 +1,186 @@
+//! Command-line surface: clap derive structs only. Doc comments here are the `--help` text.
+//! Nothing in this module reads the environment or files; `config.rs` turns these into a `Config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Summarize URLs and documents in batch: one record per input, as JSONL, CSV or Markdown.
+///
+/// INPUT is an http(s) URL, a file (HTML, Markdown, text), a directory (searched recursively),
+/// a glob, `-` for stdin (one URL or path per line), a `.jsonl` file of records
+/// {"id"?, "url"|"path"|"text", "reference"?}, or a text file listing URLs and paths.
+///
+/// Exit status: 0 every input succeeded, 1 some inputs failed, 2 usage or configuration
+/// error, 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "summarize", version = version_text(), args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub summarize: SummarizeArgs,
+}
+
+fn version_text() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Extract the main text of each input without summarizing: one record per input.
+    Extract(ExtractArgs),
+}
+
+/// Options shared by every subcommand that reads inputs.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// URLs, files, directories, globs, `-` for stdin, or .jsonl record files.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+
+    /// Treat FILE as a list of URLs and paths, one per line (`#` starts a comment).
+    #[arg(long, value_name = "FILE")]
+    pub list: Vec<PathBuf>,
+
+    /// Report format.
+    #[arg(short = 'f', long, value_enum, default_value_t = Format::Jsonl)]
+    pub format: Format,
+
+    /// Write the report to FILE instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// How many documents are processed at once.
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 8)]
+    pub jobs: usize,
+
+    /// Per-request timeout in seconds, for fetching and for backend calls.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
+
+    /// How many times a failed request is retried (429, 5xx, connection errors, timeouts).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub retries: u32,
+
+    /// Largest document accepted, in bytes (after decompression).
+    #[arg(long, value_name = "N", default_value_t = 10 * 1024 * 1024)]
+    pub max_bytes: u64,
+
+    /// Keep only the elements matching this CSS selector before extracting (HTML only).
+    #[arg(long, value_name = "CSS")]
+    pub select: Option<String>,
+
+    /// Drop the elements matching this CSS selector before extracting (HTML only).
+    #[arg(long, value_name = "CSS")]
+    pub exclude: Option<String>,
+
+    /// Write run statistics (counts, latency percentiles, tokens) to FILE as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+
+    /// No progress bar, no run summary, no per-input error lines on stderr.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Log more to stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SummarizeArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Which summarizer to use.
+    #[arg(short = 'b', long, value_enum, default_value_t = BackendKind::Extractive)]
+    pub backend: BackendKind,
+
+    /// Model name for the backend (openai: gpt-4o-mini; ollama: llama3.2).
+    #[arg(short = 'm', long, value_name = "MODEL")]
+    pub model: Option<String>,
+
+    /// Base URL of the backend server [env: OPENAI_BASE_URL for openai, OLLAMA_HOST for ollama].
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// Prompt: a built-in name (default, bullets, tldr, changelog) or a template file.
+    #[arg(long, value_name = "NAME|FILE", default_value = "default")]
+    pub prompt: String,
+
+    /// Summary length: short, medium, long, or a word count such as 150w.
+    #[arg(long, value_name = "LENGTH", default_value = "medium")]
+    pub length: String,
+
+    /// Summary language: auto (the document's own) or a language name or code.
+    #[arg(long, value_name = "LANG", default_value = "auto")]
+    pub language: String,
+
+    /// Token budget of one chunk; longer documents are summarized map-reduce.
+    #[arg(long, value_name = "N")]
+    pub chunk_tokens: Option<usize>,
+
+    /// Context window of the model in tokens, where the backend cannot tell.
+    #[arg(long, value_name = "N")]
+    pub context_tokens: Option<usize>,
+
+    /// Sampling temperature for model backends.
+    #[arg(long, value_name = "T", default_value_t = 0.0)]
+    pub temperature: f32,
+
+    /// Sampling seed for model backends.
+    #[arg(long, value_name = "N", default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Csv,
+    Md,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// No model: picks the most central sentences, deterministic.
+    Extractive,
+    /// Any OpenAI-compatible server: OpenAI, vLLM, llama.cpp server, LM Studio.
+    Openai,
+    /// An Ollama server.
+    Ollama,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn extract_is_a_subcommand_and_inputs_are_positional() {
+        let cli = Cli::try_parse_from(["summarize", "extract", "a.html", "-f", "csv"]).unwrap();
+        match cli.command {
+            Some(Command::Extract(args)) => {
+                assert_eq!(args.input.inputs, vec!["a.html"]);
+                assert_eq!(args.input.format, Format::Csv);
+            }
+            None => panic!("expected the extract subcommand"),
+        }
+        let cli = Cli::try_parse_from(["summarize", "urls.txt", "-b", "ollama"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.summarize.backend, BackendKind::Ollama);
+        assert_eq!(cli.summarize.input.inputs, vec!["urls.txt"]);
+    }
+}

@@ -1,0 +1,397 @@
+//! Flags plus environment into one immutable `Config`, validated up front so that a bad flag
+//! fails before any work starts (exit 2). No clap types leave this module; no I/O beyond reading
+//! a `--prompt FILE` and the environment.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{BackendKind, Format, InputArgs, SummarizeArgs};
+use crate::prompt::Prompt;
+
+/// Everything a run needs, decided before the first input is touched.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Positional inputs exactly as given.
+    pub inputs: Vec<String>,
+    /// Files forced to be read as URL/path lists (`--list`).
+    pub lists: Vec<PathBuf>,
+    /// Report format.
+    pub format: Format,
+    /// Report destination; `None` is stdout.
+    pub output: Option<PathBuf>,
+    /// Documents in flight at once.
+    pub jobs: usize,
+    /// How documents are fetched.
+    pub fetch: FetchConfig,
+    /// How HTML is narrowed before extraction.
+    pub extract: ExtractConfig,
+    /// Where run statistics go as JSON, if anywhere.
+    pub stats: Option<PathBuf>,
+    /// Suppress everything on stderr but fatal errors.
+    pub quiet: bool,
+    /// Verbosity of tracing logs on stderr.
+    pub verbose: u8,
+    /// Summarization settings; `None` for `summarize extract`.
+    pub summarize: Option<SummarizeConfig>,
+}
+
+/// Settings of the shared HTTP client.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    /// Deadline of one request, body included.
+    pub timeout: Duration,
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// Largest body accepted, counted after decompression.
+    pub max_bytes: u64,
+}
+
+/// CSS selectors applied to HTML before extraction; both are validated at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractConfig {
+    /// Keep only matching elements.
+    pub select: Option<String>,
+    /// Drop matching elements.
+    pub exclude: Option<String>,
+}
+
+/// What to summarize with and how.
+#[derive(Debug, Clone)]
+pub struct SummarizeConfig {
+    /// The backend and its connection settings.
+    pub backend: BackendConfig,
+    /// The prompt template.
+    pub prompt: Prompt,
+    /// Requested summary length.
+    pub length: Length,
+    /// Requested output language.
+    pub language: Language,
+    /// Explicit chunk budget in tokens, overriding the backend's own.
+    pub chunk_tokens: Option<usize>,
+    /// Explicit model context size in tokens, where the backend cannot report it.
+    pub context_tokens: Option<usize>,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Sampling seed.
+    pub seed: u64,
+}
+
+/// Backend selection with what each needs to connect.
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    /// Sentence extraction, no model.
+    Extractive,
+    /// An OpenAI-compatible chat completions server.
+    OpenAi {
+        /// Base URL up to and including `/v1`.
+        base_url: String,
+        /// From `OPENAI_API_KEY` only.
+        api_key: Option<Secret>,
+        /// Model name sent with each request.
+        model: String,
+    },
+    /// An Ollama server.
+    Ollama {
+        /// Server root, such as `http://127.0.0.1:11434`.
+        host: String,
+        /// Model tag.
+        model: String,
+    },
+}
+
+impl BackendConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendConfig::Extractive => "extractive",
+            BackendConfig::OpenAi { .. } => "openai",
+            BackendConfig::Ollama { .. } => "ollama",
+        }
+    }
+}
+
+/// A string that never shows itself in `Debug` or `Display` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Requested summary length, in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Length {
+    /// Target number of words.
+    pub words: usize,
+}
+
+impl Length {
+    pub fn parse(s: &str) -> Result<Length> {
+        use crate::backend::extractive::{LONG_WORDS, MEDIUM_WORDS, SHORT_WORDS};
+        let words = match s.trim().to_ascii_lowercase().as_str() {
+            "short" => SHORT_WORDS,
+            "medium" => MEDIUM_WORDS,
+            "long" => LONG_WORDS,
+            other => {
+                let digits = other.strip_suffix('w').unwrap_or(other);
+                match digits.parse::<usize>() {
+                    Ok(n) if (1..=5000).contains(&n) => n,
+                    _ => bail!(
+                        "invalid --length '{s}': use short, medium, long, or a word count such as 150w"
+                    ),
+                }
+            }
+        };
+        Ok(Length { words })
+    }
+}
+
+/// Requested summary language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Language {
+    /// The document's own language.
+    Auto,
+    /// A language name or code, passed to the model as written.
+    Named(String),
+}
+
+impl Language {
+    pub fn parse(s: &str) -> Result<Language> {
+        let s = s.trim();
+        if s.is_empty() || s.eq_ignore_ascii_case("auto") {
+            return Ok(Language::Auto);
+        }
+        if s.len() > 40 || !s.chars().all(|c| c.is_alphanumeric() || " -_".contains(c)) {
+            bail!("invalid --language '{s}': use auto, a code such as de, or a name such as German");
+        }
+        Ok(Language::Named(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Language::Auto => "auto",
+            Language::Named(s) => s,
+        }
+    }
+}
+
+/// Reads environment variables through one seam so tests can pass their own.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment; empty values count as unset.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+fn input_config(args: &InputArgs) -> Result<(FetchConfig, ExtractConfig)> {
+    if args.jobs == 0 {
+        bail!("invalid --jobs 0: use 1 or more");
+    }
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        bail!("invalid --timeout {}: use a positive number of seconds", args.timeout);
+    }
+    if args.max_bytes == 0 {
+        bail!("invalid --max-bytes 0: use a positive byte count");
+    }
+    for (flag, sel) in [("--select", &args.select), ("--exclude", &args.exclude)] {
+        if let Some(sel) = sel {
+            scraper::Selector::parse(sel).map_err(|e| {
+                anyhow::anyhow!("invalid {flag} '{sel}': not a CSS selector ({e}); try something like 'article p' or '.sidebar'")
+            })?;
+        }
+    }
+    Ok((
+        FetchConfig {
+            timeout: Duration::from_secs_f64(args.timeout),
+            retries: args.retries,
+            max_bytes: args.max_bytes,
+        },
+        ExtractConfig {
+            select: args.select.clone(),
+            exclude: args.exclude.clone(),
+        },
+    ))
+}
+
+fn base(args: &InputArgs) -> Result<Config> {
+    let (fetch, extract) = input_config(args)?;
+    Ok(Config {
+        inputs: args.inputs.clone(),
+        lists: args.list.clone(),
+        format: args.format,
+        output: args.output.clone(),
+        jobs: args.jobs,
+        fetch,
+        extract,
+        stats: args.stats.clone(),
+        quiet: args.quiet,
+        verbose: args.verbose,
+        summarize: None,
+    })
+}
+
+/// Configuration of `summarize extract`.
+pub fn for_extract(args: &InputArgs) -> Result<Config> {
+    base(args)
+}
+
+/// Configuration of a summarizing run.
+pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
+    let mut config = base(&args.input)?;
+    let backend = match args.backend {
+        BackendKind::Extractive => BackendConfig::Extractive,
+        BackendKind::Openai => {
+            let base_url = args
+                .base_url
+                .clone()
+                .or_else(|| env.var("OPENAI_BASE_URL"))
+                .unwrap_or_else(|| "https://api.openai.com/v1".to_string());
+            let base_url = normalize_base_url(&base_url, "--base-url / OPENAI_BASE_URL")?;
+            let api_key = env.var("OPENAI_API_KEY").map(Secret::new);
+            if api_key.is_none() && base_url.starts_with("https://api.openai.com") {
+                bail!("the openai backend needs an API key: set OPENAI_API_KEY in the environment (or point --base-url at a local OpenAI-compatible server)");
+            }
+            BackendConfig::OpenAi {
+                base_url,
+                api_key,
+                model: args.model.clone().unwrap_or_else(|| "gpt-4o-mini".to_string()),
+            }
+        }
+        BackendKind::Ollama => {
+            let host = args
+                .base_url
+                .clone()
+                .or_else(|| env.var("OLLAMA_HOST"))
+                .unwrap_or_else(|| "http://127.0.0.1:11434".to_string());
+            BackendConfig::Ollama {
+                host: normalize_ollama_host(&host)?,
+                model: args.model.clone().unwrap_or_else(|| "llama3.2".to_string()),
+            }
+        }
+    };
+    if let Some(n) = args.chunk_tokens {
+        if n < 64 {
+            bail!("invalid --chunk-tokens {n}: use at least 64");
+        }
+    }
+    if let Some(n) = args.context_tokens {
+        if n < 256 {
+            bail!("invalid --context-tokens {n}: use at least 256");
+        }
+    }
+    if !(0.0..=2.0).contains(&args.temperature) {
+        bail!("invalid --temperature {}: use a value from 0 to 2", args.temperature);
+    }
+    config.summarize = Some(SummarizeConfig {
+        backend,
+        prompt: Prompt::load(&args.prompt).with_context(|| format!("invalid --prompt '{}'", args.prompt))?,
+        length: Length::parse(&args.length)?,
+        language: Language::parse(&args.language)?,
+        chunk_tokens: args.chunk_tokens,
+        context_tokens: args.context_tokens,
+        temperature: args.temperature,
+        seed: args.seed,
+    });
+    Ok(config)
+}
+
+fn normalize_base_url(raw: &str, what: &str) -> Result<String> {
+    let url = url::Url::parse(raw.trim())
+        .map_err(|e| anyhow::anyhow!("invalid {what} '{raw}': {e}; use a URL such as http://127.0.0.1:8080/v1"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("invalid {what} '{raw}': use an http:// or https:// URL");
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// Accepts what Ollama itself accepts in `OLLAMA_HOST`: `host`, `host:port`, or a full URL.
+fn normalize_ollama_host(raw: &str) -> Result<String> {
+    let raw = raw.trim();
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("http://{raw}")
+    };
+    let mut url = url::Url::parse(&with_scheme).map_err(|e| {
+        anyhow::anyhow!("invalid ollama host '{raw}': {e}; use host:port such as 127.0.0.1:11434")
+    })?;
+    if url.port().is_none() && !raw.contains("://") {
+        let _ = url.set_port(Some(11434));
+    }
+    // Ollama listens on 0.0.0.0 but a client must dial a real address.
+    if url.host_str() == Some("0.0.0.0") {
+        let _ = url.set_host(Some("127.0.0.1"));
+    }
+    normalize_base_url(url.as_str(), "OLLAMA_HOST")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct MapEnv(HashMap<&'static str, &'static str>);
+    impl Env for MapEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|s| s.to_string())
+        }
+    }
+
+    #[test]
+    fn length_accepts_names_and_word_counts() {
+        assert_eq!(Length::parse("150w").unwrap().words, 150);
+        assert_eq!(Length::parse("80").unwrap().words, 80);
+        assert!(Length::parse("short").unwrap().words < Length::parse("long").unwrap().words);
+        assert!(Length::parse("0w").is_err());
+        assert!(Length::parse("lots").is_err());
+    }
+
+    #[test]
+    fn ollama_host_forms() {
+        assert_eq!(normalize_ollama_host("0.0.0.0").unwrap(), "http://127.0.0.1:11434");
+        assert_eq!(normalize_ollama_host("example.org:8000").unwrap(), "http://example.org:8000");
+        assert_eq!(normalize_ollama_host("https://h.example/").unwrap(), "https://h.example");
+    }
+
+    #[test]
+    fn openai_without_key_is_a_configuration_error() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["summarize", "-b", "openai", "x"]).unwrap();
+        let err = for_summarize(&cli.summarize, &MapEnv(HashMap::new())).unwrap_err();
+        assert!(format!("{err:#}").contains("OPENAI_API_KEY"));
+        let env = MapEnv(HashMap::from([("OPENAI_BASE_URL", "http://127.0.0.1:9/v1/")]));
+        let config = for_summarize(&cli.summarize, &env).unwrap();
+        match config.summarize.unwrap().backend {
+            BackendConfig::OpenAi { base_url, api_key, .. } => {
+                assert_eq!(base_url, "http://127.0.0.1:9/v1");
+                assert!(api_key.is_none());
+            }
+            other => panic!("unexpected backend {other:?}"),
+        }
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = Secret::new("sk-live-123".into());
+        assert!(!format!("{s:?}").contains("sk-live"));
+    }
+}

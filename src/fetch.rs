@@ -1,0 +1,179 @@
+//! One shared HTTP client for every document: rustls, gzip/brotli/deflate, capped redirects,
+//! a per-request deadline that covers the body, a size cap enforced while streaming (after
+//! decompression, so a gzip bomb stops at the cap), and retries for transient failures.
+//! Returns raw bytes plus what the server declared; decoding and extraction happen elsewhere.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
+use url::Url;
+
+use crate::config::FetchConfig;
+use crate::decode;
+use crate::error::{DocError, ErrorClass};
+use crate::retry;
+
+/// What the tool calls itself on the wire.
+pub const USER_AGENT: &str = concat!("summarize/", env!("CARGO_PKG_VERSION"), " (batch summarizer)");
+
+/// The redirect chain is cut here, so a loop fails fast.
+const MAX_REDIRECTS: usize = 10;
+
+/// A successful download.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Where the body came from after redirects.
+    pub final_url: Url,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The decompressed body.
+    pub body: Vec<u8>,
+}
+
+/// The shared HTTP client and its limits.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    config: FetchConfig,
+}
+
+/// Builds the reqwest client every part of the tool shares: fetching and backends alike.
+pub fn build_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .timeout(timeout)
+        .gzip(true)
+        .brotli(true)
+        .deflate(true)
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
+}
+
+impl Fetcher {
+    pub fn new(client: reqwest::Client, config: FetchConfig) -> Fetcher {
+        Fetcher { client, config }
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Downloads one URL with retries.
+    pub async fn get(&self, url: &Url) -> Result<Fetched, DocError> {
+        retry::with_retries(self.config.retries, |_| self.get_once(url)).await
+    }
+
+    async fn get_once(&self, url: &Url) -> Result<Fetched, DocError> {
+        let mut resp = self
+            .client
+            .get(url.clone())
+            .timeout(self.config.timeout)
+            .header(
+                reqwest::header::ACCEPT,
+                "text/html,application/xhtml+xml,text/markdown;q=0.9,text/plain;q=0.8,*/*;q=0.1",
+            )
+            .send()
+            .await
+            .map_err(|e| classify(&e, url))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(status_error(status, resp.headers(), url));
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let essence = content_type.as_deref().map(decode::mime_essence).unwrap_or_default();
+        if !decode::supported_mime(&essence) {
+            return Err(DocError::new(
+                ErrorClass::UnsupportedContent,
+                format!("{url}: content type {essence} is not supported (HTML, Markdown and plain text are)"),
+            ));
+        }
+        let max = self.config.max_bytes;
+        if resp.content_length().is_some_and(|n| n > max) {
+            return Err(too_large(url, max));
+        }
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() as u64 + chunk.len() as u64 > max {
+                        return Err(too_large(url, max));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(classify(&e, url)),
+            }
+        }
+        Ok(Fetched {
+            final_url: resp.url().clone(),
+            content_type,
+            body,
+        })
+    }
+}
+
+fn too_large(url: &Url, max: u64) -> DocError {
+    DocError::new(
+        ErrorClass::TooLarge,
+        format!("{url}: body is larger than {max} bytes; raise --max-bytes to accept it"),
+    )
+}
+
+/// Maps a non-2xx status to an error, keeping `Retry-After` for the retry loop.
+pub fn status_error(status: reqwest::StatusCode, headers: &HeaderMap, url: &Url) -> DocError {
+    let code = status.as_u16();
+    let reason = status.canonical_reason().unwrap_or("");
+    let (class, hint) = match code {
+        429 => (ErrorClass::RateLimited, "the server is rate limiting; lower --jobs or retry later"),
+        404 | 410 => (ErrorClass::HttpClientError, "check the URL"),
+        401 | 403 => (ErrorClass::HttpClientError, "the page needs a login or blocks this client"),
+        400..=499 => (ErrorClass::HttpClientError, "check the URL"),
+        _ => (ErrorClass::HttpServerError, "the server failed; retry later"),
+    };
+    let mut err = DocError::new(class, format!("{url}: HTTP {code} {reason} ({hint})")).with_status(code);
+    if matches!(code, 429 | 503) {
+        err.retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry::parse_retry_after);
+    }
+    err
+}
+
+/// Sorts a reqwest failure into the classes the report uses.
+pub fn classify(e: &reqwest::Error, url: &Url) -> DocError {
+    let chain = error_chain(e);
+    let (class, what) = if e.is_timeout() {
+        (ErrorClass::Timeout, "timed out; raise --timeout for slow servers".to_string())
+    } else if e.is_redirect() {
+        (ErrorClass::TooManyRedirects, format!("more than {MAX_REDIRECTS} redirects (a redirect loop?)"))
+    } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        (ErrorClass::Dns, "host name does not resolve; check the URL".to_string())
+    } else if e.is_decode() {
+        (ErrorClass::Decode, format!("cannot decode the response ({chain})"))
+    } else if e.is_connect() {
+        (ErrorClass::Connect, format!("cannot connect ({chain})"))
+    } else {
+        (ErrorClass::Connect, format!("connection failed ({chain})"))
+    };
+    DocError::new(class, format!("{url}: {what}"))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let s_text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&s_text)) {
+            parts.push(s_text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,22 @@
+//! `summarize`: batch summarization of URLs and documents. The binary in `main.rs` is a thin
+//! shell over these modules; they are a library so that tests, benchmarks and fuzz targets can
+//! reach each stage directly. Data flows one way: input → fetch → decode → extract → chunk →
+//! backend → report, orchestrated by `pipeline`.
+
+pub mod backend;
+pub mod chunk;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod eval;
+pub mod exit;
+pub mod extract;
+pub mod fetch;
+pub mod input;
+pub mod pipeline;
+pub mod prompt;
+pub mod report;
+pub mod retry;
+pub mod sanitize;
+pub mod text;

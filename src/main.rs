@@ -1,0 +1,124 @@
+//! The `summarize` binary: parse flags, run, print the error chain, map the outcome to an exit
+//! code. Everything else lives in the library modules.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use summarize::backend::{Backend, CallSettings};
+use summarize::cli::{Cli, Command};
+use summarize::config::{self, Config, ProcessEnv};
+use summarize::exit::Exit;
+use summarize::fetch::{self, Fetcher};
+use summarize::report::Sink;
+use summarize::{input, pipeline};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { Exit::Config.into() } else { Exit::Success.into() };
+        }
+    };
+    let verbose = match &cli.command {
+        Some(Command::Extract(a)) => a.input.verbose,
+        None => cli.summarize.input.verbose,
+    };
+    init_logging(verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("summarize: cannot start the async runtime: {e}");
+            return Exit::Config.into();
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("summarize: {e:#}");
+            Exit::Config.into()
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "summarize=info,warn",
+        2 => "summarize=debug,info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SUMMARIZE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<Exit> {
+    let config = match &cli.command {
+        Some(Command::Extract(args)) => config::for_extract(&args.input)?,
+        None => config::for_summarize(&cli.summarize, &ProcessEnv)?,
+    };
+    let mut inputs = config.inputs.clone();
+    if inputs.is_empty() && config.lists.is_empty() {
+        if std::io::stdin().is_terminal() {
+            bail!("no inputs: give URLs, files, directories, or `-` to read a list from stdin (see --help)");
+        }
+        inputs.push("-".to_string());
+    }
+    let sources = input::collect(&inputs, &config.lists, &mut std::io::stdin().lock());
+    let sink = open_sink(&config)?;
+    let client = fetch::build_client(config.fetch.timeout)?;
+    let fetcher = Fetcher::new(client.clone(), config.fetch.clone());
+    let backend = match &config.summarize {
+        Some(s) if !sources.is_empty() => {
+            let calls = CallSettings {
+                // A model call takes longer than a page fetch; give it at least two minutes.
+                timeout: config.fetch.timeout.max(Duration::from_secs(120)),
+                retries: config.fetch.retries,
+            };
+            Some(Backend::connect(s, client, calls).await?)
+        }
+        _ => None,
+    };
+    let quiet = config.quiet;
+    let stats_path = config.stats.clone();
+    let outcome = pipeline::run(config, sources, fetcher, backend, sink).await?;
+    if !quiet {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(outcome.stats.render().as_bytes());
+        if outcome.interrupted {
+            let _ = writeln!(err, "summarize: interrupted; the records above are complete, the rest were not run");
+        }
+    }
+    if let Some(path) = stats_path {
+        let json = serde_json::to_string_pretty(&outcome.stats)?;
+        std::fs::write(&path, json + "\n").with_context(|| format!("cannot write --stats file '{}'", path.display()))?;
+    }
+    if outcome.auth_failed {
+        eprintln!("summarize: the backend refused the API key; check OPENAI_API_KEY (the run stopped early)");
+    }
+    if outcome.broken_pipe {
+        return Ok(Exit::Success);
+    }
+    Ok(Exit::of_run(outcome.stats.error, outcome.interrupted, outcome.auth_failed))
+}
+
+fn open_sink(config: &Config) -> Result<Sink> {
+    let out: Box<dyn Write + Send> = match &config.output {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create the report file '{}'; check that its folder exists and is writable", path.display()))?;
+            Box::new(std::io::BufWriter::new(file))
+        }
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    Ok(Sink::new(out, config.format))
+}

@@ -1,0 +1,324 @@
+//! The orchestration: sources in, records out. Documents move through fetch → decode → extract
+//! (on the rayon pool) → summarize with at most `--jobs` in flight; records leave in input
+//! order, each as soon as everything before it is written. Per-document failures become error
+//! records and the batch goes on; only a refused API key or an unwritable report stops it.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Map, Value};
+
+use crate::backend::Backend;
+use crate::config::Config;
+use crate::decode::{self, DocKind};
+use crate::error::{DocError, ErrorClass};
+use crate::extract::{self, Extracted};
+use crate::fetch::Fetcher;
+use crate::input::{Source, SourceKind};
+use crate::report::{self, ExtractRecord, RunStats, Sink, StatsCollector, Status, SummaryRecord};
+use crate::sanitize::one_line;
+
+/// How a run ended, for the exit code.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub stats: RunStats,
+    pub interrupted: bool,
+    /// The backend refused our credentials mid-run: a configuration error.
+    pub auth_failed: bool,
+    /// The reader of stdout went away (`| head`): not an error.
+    pub broken_pipe: bool,
+}
+
+/// Shared state of one run.
+struct Ctx {
+    config: Config,
+    fetcher: Fetcher,
+    backend: Option<Arc<Backend>>,
+    auth_failed: AtomicBool,
+}
+
+/// A document's text before summarizing, with the time each stage took.
+struct Prepared {
+    extracted: Extracted,
+    fetch_ms: u64,
+    extract_ms: u64,
+}
+
+/// Runs every source and writes one record per source, in order.
+pub async fn run(config: Config, sources: Vec<Source>, fetcher: Fetcher, backend: Option<Backend>, mut sink: Sink) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let total = sources.len();
+    let progress = progress_bar(&config, total);
+    let ctx = Arc::new(Ctx {
+        config,
+        fetcher,
+        backend: backend.map(Arc::new),
+        auth_failed: AtomicBool::new(false),
+    });
+    let mut stats = StatsCollector::new(total);
+    let jobs = ctx.config.jobs;
+    let mut results = futures::stream::iter(sources.into_iter().enumerate())
+        .map(|(i, source)| {
+            let ctx = ctx.clone();
+            async move { (i, process(&ctx, &source).await) }
+        })
+        .buffer_unordered(jobs);
+
+    let mut pending: BTreeMap<usize, Map<String, Value>> = BTreeMap::new();
+    let mut next = 0;
+    let mut interrupted = false;
+    let mut broken_pipe = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let item = tokio::select! {
+            item = results.next() => item,
+            _ = &mut ctrl_c => {
+                interrupted = true;
+                break;
+            }
+        };
+        let Some((i, record)) = item else { break };
+        pending.insert(i, record);
+        while let Some(record) = pending.remove(&next) {
+            next += 1;
+            progress.inc(1);
+            if record.get("status").and_then(Value::as_str) == Some("error") && !ctx.config.quiet {
+                let line = format!(
+                    "summarize: {}",
+                    one_line(record.get("error").and_then(Value::as_str).unwrap_or("failed"))
+                );
+                progress.suspend(|| eprintln!("{line}"));
+            }
+            stats.add(&record);
+            if let Err(e) = sink.write(&record) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    broken_pipe = true;
+                    break;
+                }
+                progress.finish_and_clear();
+                return Err(anyhow::anyhow!("cannot write the report: {e}; check the disk and the --output path"));
+            }
+        }
+        if broken_pipe {
+            break;
+        }
+    }
+    progress.finish_and_clear();
+    let stats = stats.finish(started.elapsed());
+    Ok(Outcome {
+        stats,
+        interrupted,
+        auth_failed: ctx.auth_failed.load(Ordering::SeqCst),
+        broken_pipe,
+    })
+}
+
+fn progress_bar(config: &Config, total: usize) -> indicatif::ProgressBar {
+    if config.quiet || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
+    let template = if std::env::var_os("NO_COLOR").is_some() {
+        "{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} eta {eta}"
+    } else {
+        "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} {per_sec} eta {eta}"
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+async fn process(ctx: &Ctx, source: &Source) -> Map<String, Value> {
+    let started = Instant::now();
+    let prepared = prepare(ctx, source).await;
+    match &ctx.config.summarize {
+        None => extract_record(source, prepared, started),
+        Some(_) => summary_record(ctx, source, prepared, started).await,
+    }
+}
+
+fn extract_record(source: &Source, prepared: Result<Prepared, (DocError, u64, u64)>, started: Instant) -> Map<String, Value> {
+    let mut rec = ExtractRecord {
+        id: source.id.clone(),
+        source: source.display.clone(),
+        ..ExtractRecord::default()
+    };
+    match prepared {
+        Ok(p) => {
+            rec.title = p.extracted.title;
+            rec.author = p.extracted.author;
+            rec.date = p.extracted.date;
+            rec.text = Some(p.extracted.text);
+            rec.words = p.extracted.words;
+            rec.fetch_ms = p.fetch_ms;
+            rec.extract_ms = p.extract_ms;
+        }
+        Err((e, fetch_ms, extract_ms)) => {
+            rec.status = Status::Error;
+            rec.error_class = Some(e.class.to_string());
+            rec.error = Some(e.message);
+            rec.http_status = e.http_status;
+            rec.fetch_ms = fetch_ms;
+            rec.extract_ms = extract_ms;
+        }
+    }
+    rec.total_ms = ms(started.elapsed());
+    report::to_map(&rec)
+}
+
+async fn summary_record(ctx: &Ctx, source: &Source, prepared: Result<Prepared, (DocError, u64, u64)>, started: Instant) -> Map<String, Value> {
+    let config = ctx.config.summarize.as_ref().expect("summary records need a summarize config");
+    let backend = ctx.backend.as_ref().expect("summarize mode has a backend");
+    let mut rec = SummaryRecord {
+        id: source.id.clone(),
+        source: source.display.clone(),
+        backend: backend.name().to_string(),
+        model: backend.model().to_string(),
+        prompt: config.prompt.name.clone(),
+        ..SummaryRecord::default()
+    };
+    let result = match prepared {
+        Ok(p) => {
+            rec.fetch_ms = p.fetch_ms;
+            rec.extract_ms = p.extract_ms;
+            rec.title = p.extracted.title.clone();
+            rec.input_words = p.extracted.words;
+            if ctx.auth_failed.load(Ordering::SeqCst) {
+                Err(DocError::new(
+                    ErrorClass::BackendAuth,
+                    format!("{}: skipped, the backend refused the API key earlier in this run", source.display),
+                ))
+            } else {
+                let t = Instant::now();
+                let title = p.extracted.title.as_deref().unwrap_or("");
+                let r = backend.summarize(title, &p.extracted.text, config).await;
+                rec.summarize_ms = ms(t.elapsed());
+                r.map_err(|mut e| {
+                    if e.class == ErrorClass::BackendAuth {
+                        ctx.auth_failed.store(true, Ordering::SeqCst);
+                    }
+                    e.message = format!("{}: {}", source.display, e.message);
+                    e
+                })
+            }
+        }
+        Err((e, fetch_ms, extract_ms)) => {
+            rec.fetch_ms = fetch_ms;
+            rec.extract_ms = extract_ms;
+            Err(e)
+        }
+    };
+    match result {
+        Ok(summary) => {
+            let text = crate::sanitize::clean_text(&summary.text);
+            rec.summary_words = crate::text::word_count(&text);
+            rec.summary = Some(text);
+            rec.chunks = summary.chunks;
+            rec.tokens_in = summary.tokens_in;
+            rec.tokens_out = summary.tokens_out;
+        }
+        Err(e) => {
+            rec.status = Status::Error;
+            rec.error_class = Some(e.class.to_string());
+            rec.error = Some(e.message);
+            rec.http_status = e.http_status;
+        }
+    }
+    rec.total_ms = ms(started.elapsed());
+    report::to_map(&rec)
+}
+
+/// Fetch or read, decode, extract. Errors carry the stage times spent before failing.
+async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, u64, u64)> {
+    let t = Instant::now();
+    let loaded = load(ctx, source).await;
+    let fetch_ms = ms(t.elapsed());
+    let (body, kind) = loaded.map_err(|e| (e, fetch_ms, 0))?;
+    let t = Instant::now();
+    let extract_config = ctx.config.extract.clone();
+    let display = source.display.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Extraction is CPU-bound; keep it off the async runtime's threads.
+    rayon::spawn(move || {
+        let result = std::panic::catch_unwind(|| extract::extract(&body, kind, &extract_config, &display));
+        let result = result.unwrap_or_else(|_| {
+            Err(DocError::new(
+                ErrorClass::EmptyExtraction,
+                format!("{display}: the extractor crashed on this page (a bug: please report it)"),
+            ))
+        });
+        let _ = tx.send(result);
+    });
+    let extracted = rx
+        .await
+        .unwrap_or_else(|_| Err(DocError::new(ErrorClass::EmptyExtraction, "extraction was cancelled")));
+    let extract_ms = ms(t.elapsed());
+    let mut extracted = extracted.map_err(|e| (e, fetch_ms, extract_ms))?;
+    if let SourceKind::Text { title: Some(title), .. } = &source.kind {
+        extracted.title = Some(title.clone());
+    }
+    Ok(Prepared {
+        extracted,
+        fetch_ms,
+        extract_ms,
+    })
+}
+
+/// The document's text and kind, from the network, a file, or the input record itself.
+async fn load(ctx: &Ctx, source: &Source) -> Result<(String, DocKind), DocError> {
+    match &source.kind {
+        SourceKind::Invalid { class, message } => Err(DocError::new(*class, message.clone())),
+        SourceKind::Text { text, .. } => {
+            let kind = decode::doc_kind("", "", text.as_bytes());
+            Ok((text.clone(), if kind == DocKind::Html { kind } else { DocKind::Text }))
+        }
+        SourceKind::Url(url) => {
+            let fetched = ctx.fetcher.get(url).await?;
+            let essence = fetched.content_type.as_deref().map(decode::mime_essence).unwrap_or_default();
+            decode::check_text_like(&fetched.body, url.as_str())?;
+            let kind = decode::doc_kind(&essence, fetched.final_url.path(), &fetched.body);
+            let declared = fetched.content_type.as_deref().and_then(decode::charset_param);
+            let (text, _) = decode::decode(&fetched.body, declared.as_deref(), kind);
+            Ok((text, kind))
+        }
+        SourceKind::Path(path) => read_file(path, ctx.config.fetch.max_bytes).await,
+    }
+}
+
+async fn read_file(path: &Path, max_bytes: u64) -> Result<(String, DocKind), DocError> {
+    let shown = path.display().to_string();
+    let io_err = |e: std::io::Error| {
+        let class = if e.kind() == std::io::ErrorKind::NotFound { ErrorClass::NotFound } else { ErrorClass::Io };
+        DocError::new(class, format!("{shown}: cannot read the file: {e}"))
+    };
+    let meta = tokio::fs::metadata(path).await.map_err(io_err)?;
+    if meta.len() > max_bytes {
+        return Err(DocError::new(
+            ErrorClass::TooLarge,
+            format!("{shown}: file is larger than {max_bytes} bytes; raise --max-bytes to accept it"),
+        ));
+    }
+    let lower = shown.to_ascii_lowercase();
+    if [".pdf", ".docx", ".png", ".jpg", ".jpeg", ".gif", ".zip", ".gz"].iter().any(|ext| lower.ends_with(ext)) {
+        return Err(DocError::new(
+            ErrorClass::UnsupportedContent,
+            format!("{shown}: this file type is not supported yet (HTML, Markdown and plain text are)"),
+        ));
+    }
+    let body = tokio::fs::read(path).await.map_err(io_err)?;
+    decode::check_text_like(&body, &shown)?;
+    let kind = decode::doc_kind("", &lower, &body);
+    let (text, _) = decode::decode(&body, None, kind);
+    Ok((text, kind))
+}

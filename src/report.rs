@@ -1,0 +1,328 @@
+//! Report records and the sinks that write them (JSONL, CSV, Markdown), plus run statistics.
+//! A record is written whole and flushed as soon as it is final, so a crash never leaves a torn
+//! line. Text in records has already been sanitized by the extractor; CSV cells that a
+//! spreadsheet would run as a formula are neutralised here.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::cli::Format;
+use crate::eval::stats::percentile;
+
+/// One summarized input.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SummaryRecord {
+    pub id: String,
+    pub source: String,
+    pub status: Status,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub http_status: Option<u16>,
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub backend: String,
+    pub model: String,
+    pub prompt: String,
+    pub chunks: usize,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub fetch_ms: u64,
+    pub extract_ms: u64,
+    pub summarize_ms: u64,
+    pub total_ms: u64,
+    pub input_words: usize,
+    pub summary_words: usize,
+}
+
+/// One extracted input (`summarize extract`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExtractRecord {
+    pub id: String,
+    pub source: String,
+    pub status: Status,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub http_status: Option<u16>,
+    pub title: Option<String>,
+    pub author: Option<String>,
+    pub date: Option<String>,
+    pub text: Option<String>,
+    pub words: usize,
+    pub fetch_ms: u64,
+    pub extract_ms: u64,
+    pub total_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    #[default]
+    Ok,
+    Error,
+}
+
+/// Writes records in one format to one destination.
+pub struct Sink {
+    out: Box<dyn Write + Send>,
+    format: Format,
+    csv_header: Option<Vec<String>>,
+}
+
+impl Sink {
+    pub fn new(out: Box<dyn Write + Send>, format: Format) -> Sink {
+        Sink {
+            out,
+            format,
+            csv_header: None,
+        }
+    }
+
+    /// Writes one record whole, then flushes it.
+    pub fn write(&mut self, record: &Map<String, Value>) -> io::Result<()> {
+        let bytes = match self.format {
+            Format::Jsonl => {
+                let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+                line.push(b'\n');
+                line
+            }
+            Format::Csv => self.csv_row(record)?,
+            Format::Md => markdown(record).into_bytes(),
+        };
+        self.out.write_all(&bytes)?;
+        self.out.flush()
+    }
+
+    fn csv_row(&mut self, record: &Map<String, Value>) -> io::Result<Vec<u8>> {
+        let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+        if self.csv_header.is_none() {
+            let header: Vec<String> = record.keys().cloned().collect();
+            w.write_record(&header).map_err(io::Error::other)?;
+            self.csv_header = Some(header);
+        }
+        let header = self.csv_header.as_ref().expect("set above");
+        let row: Vec<String> = header
+            .iter()
+            .map(|k| csv_cell(record.get(k).unwrap_or(&Value::Null)))
+            .collect();
+        w.write_record(&row).map_err(io::Error::other)?;
+        w.into_inner().map_err(|e| io::Error::other(e.to_string()))
+    }
+}
+
+/// A cell value as text, with spreadsheet formulas defused by a leading apostrophe.
+pub fn csv_cell(v: &Value) -> String {
+    let s = match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) && !matches!(v, Value::Number(_)) {
+        format!("'{s}")
+    } else {
+        s
+    }
+}
+
+fn markdown(record: &Map<String, Value>) -> String {
+    let get = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or("");
+    let heading = Some(get("title")).filter(|t| !t.is_empty()).unwrap_or(get("source"));
+    let mut out = format!("## {}\n\n", heading.replace('\n', " "));
+    out.push_str(&format!("- source: {}\n", get("source")));
+    if get("status") == "error" {
+        out.push_str(&format!("- error ({}): {}\n\n", get("error_class"), get("error")));
+        return out;
+    }
+    for key in ["author", "date", "backend", "model"] {
+        if !get(key).is_empty() {
+            out.push_str(&format!("- {key}: {}\n", get(key)));
+        }
+    }
+    let body = [get("summary"), get("text")].into_iter().find(|s| !s.is_empty()).unwrap_or("");
+    out.push('\n');
+    out.push_str(body.trim());
+    out.push_str("\n\n");
+    out
+}
+
+/// Turns a record struct into the ordered map the sinks write.
+pub fn to_map<T: Serialize>(record: &T) -> Map<String, Value> {
+    match serde_json::to_value(record) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+/// Latencies of one stage over the whole run, exact (every record counted).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Latency {
+    pub count: usize,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    pub fn from_ms(values: &[u64]) -> Latency {
+        let mut sorted: Vec<f64> = values.iter().map(|&v| v as f64).collect();
+        sorted.sort_by(f64::total_cmp);
+        if sorted.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            count: sorted.len(),
+            mean_ms: sorted.iter().sum::<f64>() / sorted.len() as f64,
+            p50_ms: percentile(&sorted, 50.0),
+            p90_ms: percentile(&sorted, 90.0),
+            p99_ms: percentile(&sorted, 99.0),
+            max_ms: *sorted.last().unwrap_or(&0.0),
+        }
+    }
+}
+
+/// What a run did, for stderr and `--stats FILE`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunStats {
+    pub inputs: usize,
+    pub ok: usize,
+    pub error: usize,
+    /// Inputs not reached because the run was interrupted.
+    pub not_run: usize,
+    pub error_classes: BTreeMap<String, usize>,
+    pub elapsed_s: f64,
+    pub docs_per_min: f64,
+    pub latency: BTreeMap<String, Latency>,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+}
+
+/// Collects per-record numbers as the run goes.
+#[derive(Debug, Default)]
+pub struct StatsCollector {
+    stats: RunStats,
+    stages: BTreeMap<&'static str, Vec<u64>>,
+}
+
+impl StatsCollector {
+    pub fn new(inputs: usize) -> StatsCollector {
+        StatsCollector {
+            stats: RunStats {
+                inputs,
+                ..RunStats::default()
+            },
+            stages: BTreeMap::new(),
+        }
+    }
+
+    /// Counts one record. Stage times count only where the stage ran.
+    pub fn add(&mut self, record: &Map<String, Value>) {
+        let ok = record.get("status").and_then(Value::as_str) == Some("ok");
+        if ok {
+            self.stats.ok += 1;
+        } else {
+            self.stats.error += 1;
+            let class = record.get("error_class").and_then(Value::as_str).unwrap_or("unknown");
+            *self.stats.error_classes.entry(class.to_string()).or_default() += 1;
+        }
+        for stage in ["fetch_ms", "extract_ms", "summarize_ms", "total_ms"] {
+            if let Some(ms) = record.get(stage).and_then(Value::as_u64) {
+                if ms > 0 || stage == "total_ms" {
+                    self.stages.entry(stage).or_default().push(ms);
+                }
+            }
+        }
+        self.stats.tokens_in += record.get("tokens_in").and_then(Value::as_u64).unwrap_or(0);
+        self.stats.tokens_out += record.get("tokens_out").and_then(Value::as_u64).unwrap_or(0);
+    }
+
+    pub fn finish(mut self, elapsed: Duration) -> RunStats {
+        let done = self.stats.ok + self.stats.error;
+        self.stats.not_run = self.stats.inputs.saturating_sub(done);
+        self.stats.elapsed_s = elapsed.as_secs_f64();
+        self.stats.docs_per_min = if elapsed.as_secs_f64() > 0.0 {
+            done as f64 * 60.0 / elapsed.as_secs_f64()
+        } else {
+            0.0
+        };
+        for (stage, values) in &self.stages {
+            let name = stage.trim_end_matches("_ms").to_string();
+            self.stats.latency.insert(name, Latency::from_ms(values));
+        }
+        self.stats
+    }
+}
+
+impl RunStats {
+    /// The human summary printed on stderr at the end of a run.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "{} inputs: {} ok, {} failed{} in {:.1}s ({:.1} docs/min)\n",
+            self.inputs,
+            self.ok,
+            self.error,
+            if self.not_run > 0 { format!(", {} not run", self.not_run) } else { String::new() },
+            self.elapsed_s,
+            self.docs_per_min
+        );
+        if !self.error_classes.is_empty() {
+            let classes: Vec<String> = self.error_classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            out.push_str(&format!("errors: {}\n", classes.join(", ")));
+        }
+        if !self.latency.is_empty() {
+            out.push_str("stage        p50 ms   p90 ms   p99 ms   max ms\n");
+            for (stage, l) in &self.latency {
+                out.push_str(&format!(
+                    "{stage:<10} {:>8.0} {:>8.0} {:>8.0} {:>8.0}\n",
+                    l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+                ));
+            }
+        }
+        if self.tokens_in + self.tokens_out > 0 {
+            out.push_str(&format!("tokens: {} in, {} out\n", self.tokens_in, self.tokens_out));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_neutralises_formulas_but_not_numbers() {
+        assert_eq!(csv_cell(&Value::String("=HYPERLINK(\"x\")".into())), "'=HYPERLINK(\"x\")");
+        assert_eq!(csv_cell(&Value::String("@SUM(A1)".into())), "'@SUM(A1)");
+        assert_eq!(csv_cell(&serde_json::json!(-3)), "-3");
+        assert_eq!(csv_cell(&Value::String("plain".into())), "plain");
+    }
+
+    #[test]
+    fn latency_percentiles_are_exact() {
+        let l = Latency::from_ms(&[10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+        assert_eq!(l.p50_ms, 55.0);
+        assert_eq!(l.max_ms, 100.0);
+        assert!((l.p90_ms - 91.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn csv_rows_share_one_header() {
+        let buf: Vec<u8> = Vec::new();
+        let mut sink = Sink::new(Box::new(buf), Format::Csv);
+        let a = to_map(&SummaryRecord {
+            id: "a".into(),
+            summary: Some("line one\nline \"two\"".into()),
+            ..Default::default()
+        });
+        let row = sink.csv_row(&a).unwrap();
+        let text = String::from_utf8(row).unwrap();
+        assert!(text.starts_with("id,source,status,"));
+        assert!(text.contains("\"line one\nline \"\"two\"\"\""));
+        let row2 = String::from_utf8(sink.csv_row(&a).unwrap()).unwrap();
+        assert!(!row2.starts_with("id,"));
+    }
+}

@@ -1,0 +1,263 @@
+//! Plain-text utilities shared by the crate: sentence splitting, word counting and
+//! normalised word tokens.
+//!
+//! Everything here is pure, allocation-light and language-agnostic apart from a small
+//! English abbreviation list. This module must not know about summarization policy
+//! (scoring, stop words, length targets) and must not do I/O.
+
+/// Characters that may end a sentence.
+const TERMINATORS: [char; 4] = ['.', '!', '?', '…'];
+
+/// Characters that may trail a terminator and still belong to the sentence it ends.
+const CLOSERS: [char; 8] = ['"', '\'', '”', '’', ')', ']', '»', '}'];
+
+/// Characters that may precede the first letter of a sentence.
+const OPENERS: [char; 7] = ['"', '\'', '“', '‘', '(', '[', '«'];
+
+/// Lower-cased tokens that take a period without ending a sentence. Kept short on
+/// purpose: a missed abbreviation costs one split sentence, a wrong one merges two.
+const ABBREVIATIONS: &[&str] = &[
+    "mr", "mrs", "ms", "messrs", "dr", "prof", "st", "jr", "sr", "vs", "v", "gen", "col", "lt",
+    "sgt", "capt", "cmdr", "adm", "gov", "sen", "rep", "rev", "hon", "pres", "supt", "det",
+    "insp", "mt", "ft", "fig", "figs", "no", "nos", "vol", "pp", "cf", "al", "approx", "dept",
+    "est", "ave", "blvd", "rd", "inc", "ltd", "co", "corp", "bros", "jan", "feb", "mar", "apr",
+    "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mon", "tue", "tues", "wed", "thu",
+    "thurs", "fri", "sat", "sun",
+];
+
+/// Words that commonly open a sentence; after an initialism such as "U.S." a
+/// capitalised word from this list signals a real sentence break rather than a name.
+const SENTENCE_STARTERS: &[&str] = &[
+    "a", "after", "an", "and", "as", "at", "but", "for", "he", "her", "his", "however", "i",
+    "if", "in", "it", "its", "meanwhile", "now", "on", "one", "our", "she", "so", "some", "that",
+    "the", "their", "then", "there", "these", "they", "this", "those", "we", "when", "while",
+    "you",
+];
+
+/// Splits `text` into sentence spans borrowed from it, in order and without overlap.
+///
+/// Newlines are hard breaks. Within a line a sentence ends at `.`, `!`, `?` or `…`
+/// (plus any closing quotes or brackets) followed by whitespace or the end of the
+/// line, unless the period belongs to an abbreviation, an initialism or an ellipsis
+/// that continues in lower case. Spans are trimmed; spans without any letter or digit
+/// are dropped.
+pub fn split_sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for line in text.split('\n') {
+        split_line(line, &mut out);
+    }
+    out
+}
+
+fn split_line<'a>(line: &'a str, out: &mut Vec<&'a str>) {
+    let mut start = 0;
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if !TERMINATORS.contains(&c) {
+            continue;
+        }
+        let mut end = i + c.len_utf8();
+        let mut periods_only = c == '.';
+        let mut run = 1;
+        while let Some(&(j, d)) = chars.peek() {
+            if TERMINATORS.contains(&d) {
+                periods_only &= d == '.';
+                run += 1;
+            } else if !CLOSERS.contains(&d) {
+                break;
+            }
+            end = j + d.len_utf8();
+            chars.next();
+        }
+        let rest = &line[end..];
+        if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+            continue;
+        }
+        let next = next_word(rest);
+        let is_break = if c == '…' || (periods_only && run > 1) {
+            // An ellipsis only ends a sentence when the next one starts afresh.
+            next.is_none_or(starts_upper)
+        } else if periods_only {
+            !period_continues(&line[start..i], next)
+        } else {
+            true
+        };
+        if is_break {
+            push_span(line, start, end, out);
+            start = end;
+        }
+    }
+    push_span(line, start, line.len(), out);
+}
+
+fn push_span<'a>(line: &'a str, start: usize, end: usize, out: &mut Vec<&'a str>) {
+    let span = line[start..end].trim();
+    if span.chars().any(char::is_alphanumeric) {
+        out.push(span);
+    }
+}
+
+/// The word after a candidate break, without leading whitespace or opening quotes.
+fn next_word(rest: &str) -> Option<&str> {
+    let word = rest.split_whitespace().next()?;
+    let word = word.trim_start_matches(OPENERS);
+    (!word.is_empty()).then_some(word)
+}
+
+fn starts_upper(word: &str) -> bool {
+    word.chars().next().is_some_and(|c| c.is_uppercase() || c.is_numeric())
+}
+
+/// Whether a single period closing `before` (the sentence so far, without the period)
+/// is part of a token rather than the end of the sentence.
+fn period_continues(before: &str, next: Option<&str>) -> bool {
+    let Some(next) = next else {
+        return false;
+    };
+    let token = before
+        .rsplit(char::is_whitespace)
+        .next()
+        .unwrap_or("")
+        .trim_start_matches(OPENERS);
+    if token.is_empty() || !token.chars().any(char::is_alphabetic) {
+        // Tokenised text (" .") and numbers ("in 2015.") end sentences.
+        return false;
+    }
+    let lower = token.to_lowercase();
+    let next_first = next.chars().next().unwrap_or(' ');
+    if ABBREVIATIONS.contains(&lower.as_str()) {
+        return true;
+    }
+    let is_initialism = token.contains('.')
+        && token
+            .split('.')
+            .all(|part| part.chars().count() <= 2 && part.chars().all(char::is_alphabetic));
+    if is_initialism {
+        let starter = next.trim_end_matches(|c: char| !c.is_alphanumeric());
+        return !(next_first.is_uppercase()
+            && SENTENCE_STARTERS.contains(&starter.to_lowercase().as_str()));
+    }
+    let single_capital = token.chars().count() == 1 && token.chars().all(char::is_uppercase);
+    if single_capital && next_first.is_uppercase() {
+        // A middle initial ("John F. Kennedy").
+        return token != "I";
+    }
+    next_first.is_lowercase() && token.chars().count() <= 3
+}
+
+/// Whitespace-separated words that contain at least one letter or digit, so that
+/// tokenised punctuation (" ,", " .") and dashes do not count as words.
+pub fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+}
+
+/// The number of [`words`] in `text`.
+pub fn word_count(text: &str) -> usize {
+    words(text).count()
+}
+
+/// Lower-cased maximal runs of letters and digits, the unit on which sentences are
+/// compared ("Don't" gives "don" and "t", "3.5%" gives "3" and "5").
+pub fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_plain_sentences() {
+        assert_eq!(
+            split_sentences("One two. Three four! Five six? Seven"),
+            vec!["One two.", "Three four!", "Five six?", "Seven"]
+        );
+    }
+
+    #[test]
+    fn keeps_abbreviations_and_decimals() {
+        assert_eq!(
+            split_sentences("Mr. Smith met Dr. Jones at 3.5 p.m. today. It rained."),
+            vec!["Mr. Smith met Dr. Jones at 3.5 p.m. today.", "It rained."]
+        );
+        assert_eq!(
+            split_sentences("Use tools, e.g. hammers. Then stop."),
+            vec!["Use tools, e.g. hammers.", "Then stop."]
+        );
+    }
+
+    #[test]
+    fn initialisms_break_only_before_sentence_starters() {
+        assert_eq!(
+            split_sentences("The U.S. Army left the U.S. The war ended."),
+            vec!["The U.S. Army left the U.S.", "The war ended."]
+        );
+        assert_eq!(
+            split_sentences("John F. Kennedy spoke."),
+            vec!["John F. Kennedy spoke."]
+        );
+    }
+
+    #[test]
+    fn quotes_after_the_period_stay_with_the_sentence() {
+        assert_eq!(
+            split_sentences("He said \"Stop.\" She left. ‘Fine.’ Done"),
+            vec!["He said \"Stop.\"", "She left.", "‘Fine.’", "Done"]
+        );
+    }
+
+    #[test]
+    fn ellipses_break_only_before_a_capital() {
+        assert_eq!(
+            split_sentences("Wait... and see. Well... Maybe not… Fine"),
+            vec!["Wait... and see.", "Well...", "Maybe not…", "Fine"]
+        );
+    }
+
+    #[test]
+    fn newlines_are_hard_breaks_and_empty_spans_vanish() {
+        assert_eq!(
+            split_sentences("Title line\n\n  Body one . Body two ?\r\n . \n"),
+            vec!["Title line", "Body one .", "Body two ?"]
+        );
+        assert!(split_sentences("").is_empty());
+        assert!(split_sentences(" \n ... \n").is_empty());
+    }
+
+    #[test]
+    fn no_break_without_following_space() {
+        assert_eq!(
+            split_sentences("Visit example.com today.It works."),
+            vec!["Visit example.com today.It works."]
+        );
+    }
+
+    #[test]
+    fn spans_are_ordered_and_disjoint() {
+        let text = "A b. C d? \"E f.\" G h\nI j. K. L m... n o.";
+        let mut last_end = 0;
+        for s in split_sentences(text) {
+            let start = s.as_ptr() as usize - text.as_ptr() as usize;
+            assert!(start >= last_end);
+            last_end = start + s.len();
+        }
+    }
+
+    #[test]
+    fn counts_words_not_punctuation() {
+        assert_eq!(word_count("I 'm here , ok ? -- yes"), 5);
+        assert_eq!(words("a , b").collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(word_count(""), 0);
+    }
+
+    #[test]
+    fn tokens_are_lowercase_alphanumeric_runs() {
+        assert_eq!(
+            tokens("Don't pay 3.5%, Café!").collect::<Vec<_>>(),
+            vec!["don", "t", "pay", "3", "5", "café"]
+        );
+    }
+}
