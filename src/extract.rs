@@ -120,11 +120,20 @@ fn extract_html(html: &str, config: &ExtractConfig, source: &str) -> Result<Extr
     let result = trafilatura::extract(html, &opts)
         .map_err(|e| DocError::new(ErrorClass::EmptyExtraction, format!("{source}: no main text found ({e})")))?;
     let meta = result.metadata;
+    // content_text runs paragraphs together; rendering content_html keeps the breaks.
+    let mut text = String::new();
+    if !result.content_html.is_empty() {
+        let fragment = Html::parse_fragment(&result.content_html);
+        render_text(fragment.tree.root(), &Default::default(), &mut text);
+    }
+    if text.trim().is_empty() {
+        text = result.content_text;
+    }
     Ok(Extracted {
         title: Some(meta.title),
         author: Some(meta.author),
         date: meta.date.map(|d| d.to_string()),
-        text: normalize_paragraphs(&result.content_text),
+        text: normalize_paragraphs(&text),
         words: 0,
     })
 }
@@ -140,11 +149,28 @@ fn render_text(
             continue;
         }
         match child.value() {
-            Node::Text(t) => out.push_str(&t.text),
+            Node::Text(t) => {
+                // Source line breaks inside a paragraph are layout, not structure.
+                let mut last_space = out.ends_with(char::is_whitespace);
+                for c in t.text.chars() {
+                    if c.is_whitespace() {
+                        if !last_space {
+                            out.push(' ');
+                        }
+                        last_space = true;
+                    } else {
+                        out.push(c);
+                        last_space = false;
+                    }
+                }
+            }
             Node::Element(e) => {
                 let name = e.name();
                 if SKIP.contains(&name) {
                     continue;
+                }
+                if matches!(name, "td" | "th") && !out.ends_with(char::is_whitespace) {
+                    out.push(' ');
                 }
                 let block = BLOCKS.contains(&name);
                 if block {

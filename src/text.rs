@@ -14,24 +14,32 @@ const CLOSERS: [char; 8] = ['"', '\'', '”', '’', ')', ']', '»', '}'];
 /// Characters that may precede the first letter of a sentence.
 const OPENERS: [char; 7] = ['"', '\'', '“', '‘', '(', '[', '«'];
 
-/// Lower-cased tokens that take a period without ending a sentence. Kept short on
-/// purpose: a missed abbreviation costs one split sentence, a wrong one merges two.
-const ABBREVIATIONS: &[&str] = &[
-    "mr", "mrs", "ms", "messrs", "dr", "prof", "st", "jr", "sr", "vs", "v", "gen", "col", "lt",
-    "sgt", "capt", "cmdr", "adm", "gov", "sen", "rep", "rev", "hon", "pres", "supt", "det",
-    "insp", "mt", "ft", "fig", "figs", "no", "nos", "vol", "pp", "cf", "al", "approx", "dept",
-    "est", "ave", "blvd", "rd", "inc", "ltd", "co", "corp", "bros", "jan", "feb", "mar", "apr",
-    "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mon", "tue", "tues", "wed", "thu",
-    "thurs", "fri", "sat", "sun",
+/// Lower-cased abbreviations that never end a sentence: titles before a name.
+const TITLES: &[&str] = &[
+    "adm", "capt", "cmdr", "col", "det", "dr", "gen", "gov", "hon", "insp", "jr", "lt", "messrs",
+    "mr", "mrs", "ms", "mt", "pres", "prof", "rep", "rev", "sen", "sgt", "sr", "st", "supt", "v",
+    "vs",
+];
+
+/// Abbreviations that continue the sentence when a number follows ("No. 5", "Jan. 12").
+const BEFORE_NUMBERS: &[&str] = &[
+    "apr", "art", "aug", "ch", "dec", "feb", "fig", "figs", "jan", "jul", "jun", "mar", "no",
+    "nos", "nov", "oct", "p", "para", "pp", "sec", "sep", "sept", "vol",
+];
+
+/// Abbreviations that may also close a sentence, so they only continue it when the
+/// next word is lower case ("Apple Inc. said" vs "worked at Apple Inc. The").
+const TRAILING: &[&str] = &[
+    "al", "approx", "ave", "blvd", "bros", "cf", "co", "corp", "dept", "est", "etc", "inc", "ltd",
+    "rd",
 ];
 
 /// Words that commonly open a sentence; after an initialism such as "U.S." a
 /// capitalised word from this list signals a real sentence break rather than a name.
 const SENTENCE_STARTERS: &[&str] = &[
-    "a", "after", "an", "and", "as", "at", "but", "for", "he", "her", "his", "however", "i",
-    "if", "in", "it", "its", "meanwhile", "now", "on", "one", "our", "she", "so", "some", "that",
-    "the", "their", "then", "there", "these", "they", "this", "those", "we", "when", "while",
-    "you",
+    "a", "after", "an", "and", "as", "at", "but", "for", "he", "her", "his", "however", "i", "if",
+    "in", "it", "its", "now", "on", "one", "our", "she", "so", "some", "that", "the", "their",
+    "then", "there", "these", "they", "this", "those", "we", "when", "while", "you",
 ];
 
 /// Splits `text` into sentence spans borrowed from it, in order and without overlap.
@@ -105,7 +113,9 @@ fn next_word(rest: &str) -> Option<&str> {
 }
 
 fn starts_upper(word: &str) -> bool {
-    word.chars().next().is_some_and(|c| c.is_uppercase() || c.is_numeric())
+    word.chars()
+        .next()
+        .is_some_and(|c| c.is_uppercase() || c.is_numeric())
 }
 
 /// Whether a single period closing `before` (the sentence so far, without the period)
@@ -124,8 +134,12 @@ fn period_continues(before: &str, next: Option<&str>) -> bool {
         return false;
     }
     let lower = token.to_lowercase();
+    let lower = lower.as_str();
     let next_first = next.chars().next().unwrap_or(' ');
-    if ABBREVIATIONS.contains(&lower.as_str()) {
+    if TITLES.contains(&lower)
+        || (BEFORE_NUMBERS.contains(&lower) && next_first.is_ascii_digit())
+        || (TRAILING.contains(&lower) && next_first.is_lowercase())
+    {
         return true;
     }
     let is_initialism = token.contains('.')
@@ -198,6 +212,32 @@ mod tests {
         assert_eq!(
             split_sentences("John F. Kennedy spoke."),
             vec!["John F. Kennedy spoke."]
+        );
+    }
+
+    #[test]
+    fn ambiguous_abbreviations_depend_on_the_next_word() {
+        assert_eq!(
+            split_sentences("See No. 5 first. I said no. Then I left."),
+            vec!["See No. 5 first.", "I said no.", "Then I left."]
+        );
+        assert_eq!(
+            split_sentences("Apple Inc. said so. He joined Apple Inc. The end."),
+            vec!["Apple Inc. said so.", "He joined Apple Inc.", "The end."]
+        );
+    }
+
+    #[test]
+    fn runs_of_terminators_end_one_sentence() {
+        assert_eq!(
+            split_sentences("It cost $3.5 million. Hello!!! What?! At 9 p.m. The end."),
+            vec![
+                "It cost $3.5 million.",
+                "Hello!!!",
+                "What?!",
+                "At 9 p.m.",
+                "The end."
+            ]
         );
     }
 
