@@ -54,14 +54,21 @@ fn split_to_fit(
         let piece = &text[start..end];
         let tokens = count(piece);
         match level.finer() {
-            Some(finer) if tokens > budget => split_to_fit(piece, offset + start, finer, budget, count, out),
+            Some(finer) if tokens > budget => {
+                split_to_fit(piece, offset + start, finer, budget, count, out)
+            }
             _ => out.push((offset + start, offset + end, tokens)),
         }
     }
 }
 
 /// Greedy packing: consecutive pieces join while the joined text still fits.
-fn pack<'a>(text: &'a str, atoms: &[(usize, usize, usize)], budget: usize, count: &dyn Fn(&str) -> usize) -> Vec<&'a str> {
+fn pack<'a>(
+    text: &'a str,
+    atoms: &[(usize, usize, usize)],
+    budget: usize,
+    count: &dyn Fn(&str) -> usize,
+) -> Vec<&'a str> {
     let mut chunks = Vec::new();
     let mut i = 0;
     while i < atoms.len() {
@@ -181,7 +188,13 @@ mod tests {
     fn prefers_paragraph_then_sentence_boundaries() {
         let text = "One two three. Four five six.\n\nSeven eight nine. Ten eleven twelve.";
         let chunks = chunk(text, 6, &words);
-        assert_eq!(chunks, vec!["One two three. Four five six.\n\n", "Seven eight nine. Ten eleven twelve."]);
+        assert_eq!(
+            chunks,
+            vec![
+                "One two three. Four five six.\n\n",
+                "Seven eight nine. Ten eleven twelve."
+            ]
+        );
         let chunks = chunk(text, 3, &words);
         assert_eq!(chunks[0], "One two three. ");
         assert_eq!(chunks.concat(), text);

@@ -175,7 +175,9 @@ impl Language {
             return Ok(Language::Auto);
         }
         if s.len() > 40 || !s.chars().all(|c| c.is_alphanumeric() || " -_".contains(c)) {
-            bail!("invalid --language '{s}': use auto, a code such as de, or a name such as German");
+            bail!(
+                "invalid --language '{s}': use auto, a code such as de, or a name such as German"
+            );
         }
         Ok(Language::Named(s.to_string()))
     }
@@ -207,7 +209,10 @@ fn input_config(args: &InputArgs) -> Result<(FetchConfig, ExtractConfig)> {
         bail!("invalid --jobs 0: use 1 or more");
     }
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        bail!("invalid --timeout {}: use a positive number of seconds", args.timeout);
+        bail!(
+            "invalid --timeout {}: use a positive number of seconds",
+            args.timeout
+        );
     }
     if args.max_bytes == 0 {
         bail!("invalid --max-bytes 0: use a positive byte count");
@@ -273,7 +278,10 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
             BackendConfig::OpenAi {
                 base_url,
                 api_key,
-                model: args.model.clone().unwrap_or_else(|| "gpt-4o-mini".to_string()),
+                model: args
+                    .model
+                    .clone()
+                    .unwrap_or_else(|| "gpt-4o-mini".to_string()),
             }
         }
         BackendKind::Ollama => {
@@ -299,11 +307,15 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
         }
     }
     if !(0.0..=2.0).contains(&args.temperature) {
-        bail!("invalid --temperature {}: use a value from 0 to 2", args.temperature);
+        bail!(
+            "invalid --temperature {}: use a value from 0 to 2",
+            args.temperature
+        );
     }
     config.summarize = Some(SummarizeConfig {
         backend,
-        prompt: Prompt::load(&args.prompt).with_context(|| format!("invalid --prompt '{}'", args.prompt))?,
+        prompt: Prompt::load(&args.prompt)
+            .with_context(|| format!("invalid --prompt '{}'", args.prompt))?,
         length: Length::parse(&args.length)?,
         language: Language::parse(&args.language)?,
         chunk_tokens: args.chunk_tokens,
@@ -315,8 +327,9 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
 }
 
 fn normalize_base_url(raw: &str, what: &str) -> Result<String> {
-    let url = url::Url::parse(raw.trim())
-        .map_err(|e| anyhow::anyhow!("invalid {what} '{raw}': {e}; use a URL such as http://127.0.0.1:8080/v1"))?;
+    let url = url::Url::parse(raw.trim()).map_err(|e| {
+        anyhow::anyhow!("invalid {what} '{raw}': {e}; use a URL such as http://127.0.0.1:8080/v1")
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         bail!("invalid {what} '{raw}': use an http:// or https:// URL");
     }
@@ -367,9 +380,18 @@ mod tests {
 
     #[test]
     fn ollama_host_forms() {
-        assert_eq!(normalize_ollama_host("0.0.0.0").unwrap(), "http://127.0.0.1:11434");
-        assert_eq!(normalize_ollama_host("example.org:8000").unwrap(), "http://example.org:8000");
-        assert_eq!(normalize_ollama_host("https://h.example/").unwrap(), "https://h.example");
+        assert_eq!(
+            normalize_ollama_host("0.0.0.0").unwrap(),
+            "http://127.0.0.1:11434"
+        );
+        assert_eq!(
+            normalize_ollama_host("example.org:8000").unwrap(),
+            "http://example.org:8000"
+        );
+        assert_eq!(
+            normalize_ollama_host("https://h.example/").unwrap(),
+            "https://h.example"
+        );
     }
 
     #[test]
@@ -378,10 +400,15 @@ mod tests {
         let cli = crate::cli::Cli::try_parse_from(["summarize", "-b", "openai", "x"]).unwrap();
         let err = for_summarize(&cli.summarize, &MapEnv(HashMap::new())).unwrap_err();
         assert!(format!("{err:#}").contains("OPENAI_API_KEY"));
-        let env = MapEnv(HashMap::from([("OPENAI_BASE_URL", "http://127.0.0.1:9/v1/")]));
+        let env = MapEnv(HashMap::from([(
+            "OPENAI_BASE_URL",
+            "http://127.0.0.1:9/v1/",
+        )]));
         let config = for_summarize(&cli.summarize, &env).unwrap();
         match config.summarize.unwrap().backend {
-            BackendConfig::OpenAi { base_url, api_key, .. } => {
+            BackendConfig::OpenAi {
+                base_url, api_key, ..
+            } => {
                 assert_eq!(base_url, "http://127.0.0.1:9/v1");
                 assert!(api_key.is_none());
             }

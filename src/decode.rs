@@ -38,7 +38,10 @@ pub fn charset_param(content_type: &str) -> Option<String> {
 pub fn supported_mime(essence: &str) -> bool {
     essence.is_empty()
         || essence.starts_with("text/")
-        || matches!(essence, "application/xhtml+xml" | "application/xml" | "application/markdown")
+        || matches!(
+            essence,
+            "application/xhtml+xml" | "application/xml" | "application/markdown"
+        )
 }
 
 /// Decides the document kind from the declared type, the name (URL path or file name) and the body.
@@ -51,7 +54,11 @@ pub fn doc_kind(essence: &str, name: &str, body: &[u8]) -> DocKind {
     if essence.contains("markdown") || name.ends_with(".md") || name.ends_with(".markdown") {
         return DocKind::Markdown;
     }
-    if name.ends_with(".html") || name.ends_with(".htm") || name.ends_with(".xhtml") || sniff_html(body) {
+    if name.ends_with(".html")
+        || name.ends_with(".htm")
+        || name.ends_with(".xhtml")
+        || sniff_html(body)
+    {
         return DocKind::Html;
     }
     DocKind::Text
@@ -59,10 +66,21 @@ pub fn doc_kind(essence: &str, name: &str, body: &[u8]) -> DocKind {
 
 fn sniff_html(body: &[u8]) -> bool {
     let head = &body[..body.len().min(512)];
-    let head = String::from_utf8_lossy(head).trim_start_matches('\u{feff}').trim_start().to_ascii_lowercase();
-    ["<!doctype html", "<html", "<head", "<body", "<!--", "<meta", "<title"]
-        .iter()
-        .any(|p| head.starts_with(p))
+    let head = String::from_utf8_lossy(head)
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .to_ascii_lowercase();
+    [
+        "<!doctype html",
+        "<html",
+        "<head",
+        "<body",
+        "<!--",
+        "<meta",
+        "<title",
+    ]
+    .iter()
+    .any(|p| head.starts_with(p))
 }
 
 /// Rejects binary data that claims to be text (a disguised executable, an image served as HTML).
@@ -92,7 +110,11 @@ pub fn decode(body: &[u8], declared: Option<&str>, kind: DocKind) -> (String, &'
     }
     let enc = declared
         .and_then(|l| Encoding::for_label(l.as_bytes()))
-        .or_else(|| (kind == DocKind::Html).then(|| meta_charset(body)).flatten())
+        .or_else(|| {
+            (kind == DocKind::Html)
+                .then(|| meta_charset(body))
+                .flatten()
+        })
         .unwrap_or_else(|| sniff(body));
     // A page declaring UTF-16 in ASCII-compatible bytes is lying; WHATWG says read it as UTF-8.
     let enc = if enc == encoding_rs::UTF_16LE || enc == encoding_rs::UTF_16BE {
@@ -120,16 +142,26 @@ fn meta_charset(body: &[u8]) -> Option<&'static Encoding> {
     let mut from = 0;
     while let Some(pos) = find(&lower[from..], b"<meta") {
         let start = from + pos;
-        let end = lower[start..].iter().position(|&b| b == b'>').map_or(lower.len(), |e| start + e);
+        let end = lower[start..]
+            .iter()
+            .position(|&b| b == b'>')
+            .map_or(lower.len(), |e| start + e);
         let tag = &lower[start..end];
         if let Some(cs) = find(tag, b"charset") {
             let rest = &tag[cs + 7..];
-            let rest = rest.iter().skip_while(|b| b.is_ascii_whitespace()).copied().collect::<Vec<_>>();
+            let rest = rest
+                .iter()
+                .skip_while(|b| b.is_ascii_whitespace())
+                .copied()
+                .collect::<Vec<_>>();
             if let Some(rest) = rest.strip_prefix(b"=") {
                 let label: Vec<u8> = rest
                     .iter()
                     .skip_while(|b| b.is_ascii_whitespace() || **b == b'"' || **b == b'\'')
-                    .take_while(|b| !(b.is_ascii_whitespace() || matches!(**b, b'"' | b'\'' | b';' | b'/' | b'>')))
+                    .take_while(|b| {
+                        !(b.is_ascii_whitespace()
+                            || matches!(**b, b'"' | b'\'' | b';' | b'/' | b'>'))
+                    })
                     .copied()
                     .collect();
                 if let Some(enc) = Encoding::for_label(&label) {
@@ -177,7 +209,10 @@ mod tests {
     #[test]
     fn content_type_parsing() {
         assert_eq!(mime_essence("Text/HTML; charset=UTF-8"), "text/html");
-        assert_eq!(charset_param("text/html; charset=\"ISO-8859-1\"").as_deref(), Some("ISO-8859-1"));
+        assert_eq!(
+            charset_param("text/html; charset=\"ISO-8859-1\"").as_deref(),
+            Some("ISO-8859-1")
+        );
         assert!(!supported_mime("application/pdf"));
         assert!(supported_mime("text/markdown"));
     }
@@ -191,7 +226,10 @@ mod tests {
     #[test]
     fn kind_detection() {
         assert_eq!(doc_kind("", "notes.md", b"# hi"), DocKind::Markdown);
-        assert_eq!(doc_kind("text/plain", "x", b"<!DOCTYPE html><html>"), DocKind::Html);
+        assert_eq!(
+            doc_kind("text/plain", "x", b"<!DOCTYPE html><html>"),
+            DocKind::Html
+        );
         assert_eq!(doc_kind("text/plain", "x", b"plain words"), DocKind::Text);
     }
 }

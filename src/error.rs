@@ -139,7 +139,12 @@ mod tests {
 
     #[test]
     fn class_names_match_serde() {
-        for class in [ErrorClass::InvalidInput, ErrorClass::TooLarge, ErrorClass::EmptyExtraction, ErrorClass::BackendAuth] {
+        for class in [
+            ErrorClass::InvalidInput,
+            ErrorClass::TooLarge,
+            ErrorClass::EmptyExtraction,
+            ErrorClass::BackendAuth,
+        ] {
             let json = serde_json::to_string(&class).unwrap();
             assert_eq!(json.trim_matches('"'), class.as_str());
         }

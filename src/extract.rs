@@ -26,12 +26,45 @@ pub struct Extracted {
 }
 
 /// Elements whose text is never content.
-const SKIP: &[&str] = &["script", "style", "noscript", "template", "svg", "head", "iframe", "object"];
+const SKIP: &[&str] = &[
+    "script", "style", "noscript", "template", "svg", "head", "iframe", "object",
+];
 /// Elements that start a new paragraph when rendering a selection to text.
 const BLOCKS: &[&str] = &[
-    "p", "div", "section", "article", "main", "header", "footer", "aside", "nav", "h1", "h2", "h3",
-    "h4", "h5", "h6", "ul", "ol", "li", "dl", "dt", "dd", "table", "tr", "blockquote", "pre",
-    "figure", "figcaption", "br", "hr", "form", "fieldset", "details", "summary", "address",
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "header",
+    "footer",
+    "aside",
+    "nav",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "ul",
+    "ol",
+    "li",
+    "dl",
+    "dt",
+    "dd",
+    "table",
+    "tr",
+    "blockquote",
+    "pre",
+    "figure",
+    "figcaption",
+    "br",
+    "hr",
+    "form",
+    "fieldset",
+    "details",
+    "summary",
+    "address",
 ];
 
 fn options(config: &ExtractConfig) -> Options {
@@ -45,7 +78,12 @@ fn options(config: &ExtractConfig) -> Options {
 }
 
 /// Extracts one document. `source` names it in error messages.
-pub fn extract(body: &str, kind: DocKind, config: &ExtractConfig, source: &str) -> Result<Extracted, DocError> {
+pub fn extract(
+    body: &str,
+    kind: DocKind,
+    config: &ExtractConfig,
+    source: &str,
+) -> Result<Extracted, DocError> {
     let mut out = match kind {
         DocKind::Html => extract_html(body, config, source)?,
         DocKind::Markdown => extract_markdown(body),
@@ -54,8 +92,14 @@ pub fn extract(body: &str, kind: DocKind, config: &ExtractConfig, source: &str) 
             ..Extracted::default()
         },
     };
-    out.title = out.title.map(|t| clean_text(t.trim())).filter(|t| !t.is_empty());
-    out.author = out.author.map(|t| clean_text(t.trim())).filter(|t| !t.is_empty());
+    out.title = out
+        .title
+        .map(|t| clean_text(t.trim()))
+        .filter(|t| !t.is_empty());
+    out.author = out
+        .author
+        .map(|t| clean_text(t.trim()))
+        .filter(|t| !t.is_empty());
     out.text = clean_text(&out.text);
     if let Some(title) = &out.title {
         out.text = strip_leading_title(&out.text, title);
@@ -78,13 +122,19 @@ pub fn extract(body: &str, kind: DocKind, config: &ExtractConfig, source: &str) 
 fn extract_html(html: &str, config: &ExtractConfig, source: &str) -> Result<Extracted, DocError> {
     let opts = options(config);
     if let Some(select) = &config.select {
-        let selector = Selector::parse(select)
-            .map_err(|e| DocError::new(ErrorClass::InvalidInput, format!("invalid --select '{select}': {e}")))?;
+        let selector = Selector::parse(select).map_err(|e| {
+            DocError::new(
+                ErrorClass::InvalidInput,
+                format!("invalid --select '{select}': {e}"),
+            )
+        })?;
         let exclude = match &config.exclude {
-            Some(ex) => Some(
-                Selector::parse(ex)
-                    .map_err(|e| DocError::new(ErrorClass::InvalidInput, format!("invalid --exclude '{ex}': {e}")))?,
-            ),
+            Some(ex) => Some(Selector::parse(ex).map_err(|e| {
+                DocError::new(
+                    ErrorClass::InvalidInput,
+                    format!("invalid --exclude '{ex}': {e}"),
+                )
+            })?),
             None => None,
         };
         let doc = Html::parse_document(html);
@@ -95,7 +145,13 @@ fn extract_html(html: &str, config: &ExtractConfig, source: &str) -> Result<Extr
         let mut matched = 0;
         for el in doc.select(&selector) {
             // A match nested in an earlier match is already rendered with its ancestor.
-            if el.ancestors().any(|a| ElementRef::wrap(a).is_some_and(|a| selector.matches(&a))) {
+            if el
+                .ancestors()
+                .any(|a| ElementRef::wrap(a).is_some_and(|a| selector.matches(&a)))
+            {
+                continue;
+            }
+            if excluded.contains(&el.id()) || el.ancestors().any(|a| excluded.contains(&a.id())) {
                 continue;
             }
             matched += 1;
@@ -108,7 +164,10 @@ fn extract_html(html: &str, config: &ExtractConfig, source: &str) -> Result<Extr
                 format!("{source}: --select '{select}' matched nothing on this page"),
             ));
         }
-        let meta = trafilatura::metadata::extract_metadata(&trafilatura::dom::Document::parse(html), &opts);
+        let meta = trafilatura::metadata::extract_metadata(
+            &trafilatura::dom::Document::parse(html),
+            &opts,
+        );
         return Ok(Extracted {
             title: Some(meta.title),
             author: Some(meta.author),
@@ -117,8 +176,12 @@ fn extract_html(html: &str, config: &ExtractConfig, source: &str) -> Result<Extr
             words: 0,
         });
     }
-    let result = trafilatura::extract(html, &opts)
-        .map_err(|e| DocError::new(ErrorClass::EmptyExtraction, format!("{source}: no main text found ({e})")))?;
+    let result = trafilatura::extract(html, &opts).map_err(|e| {
+        DocError::new(
+            ErrorClass::EmptyExtraction,
+            format!("{source}: no main text found ({e})"),
+        )
+    })?;
     let meta = result.metadata;
     // content_text runs paragraphs together; rendering content_html keeps the breaks.
     let mut text = String::new();
@@ -247,7 +310,10 @@ fn strip_leading_title(text: &str, title: &str) -> String {
     let (first, rest) = text.split_once("\n\n").unwrap_or((text, ""));
     let key = normalized_key(first);
     let title_key = normalized_key(title);
-    if !key.is_empty() && !title_key.is_empty() && (key == title_key || title_key.starts_with(&key) && key.len() * 2 > title_key.len()) {
+    if !key.is_empty()
+        && !title_key.is_empty()
+        && (key == title_key || title_key.starts_with(&key) && key.len() * 2 > title_key.len())
+    {
         rest.to_string()
     } else {
         text.to_string()
@@ -293,7 +359,11 @@ fn extract_markdown(md: &str) -> Extracted {
                 continue;
             }
         }
-        lines.push(if in_fence { line.to_string() } else { strip_inline_markdown(line) });
+        lines.push(if in_fence {
+            line.to_string()
+        } else {
+            strip_inline_markdown(line)
+        });
     }
     Extracted {
         title,
@@ -317,7 +387,11 @@ fn strip_inline_markdown(line: &str) -> String {
         }
         if c == '[' {
             if let Some(end) = link_end(&chars, i) {
-                let close = chars[i..].iter().position(|&c| c == ']').map(|p| i + p).unwrap_or(i);
+                let close = chars[i..]
+                    .iter()
+                    .position(|&c| c == ']')
+                    .map(|p| i + p)
+                    .unwrap_or(i);
                 out.extend(&chars[i + 1..close]);
                 i = end;
                 continue;
@@ -330,7 +404,9 @@ fn strip_inline_markdown(line: &str) -> String {
                 continue;
             }
         }
-        if (c == '*' || c == '_') && (chars.get(i + 1) == Some(&c) || i == 0 || !chars[i - 1].is_alphanumeric()) {
+        if (c == '*' || c == '_')
+            && (chars.get(i + 1) == Some(&c) || i == 0 || !chars[i - 1].is_alphanumeric())
+        {
             // Emphasis markers, but keep snake_case words and list bullets' following text.
             if !(c == '*' && i == 0 && chars.get(1) == Some(&' ')) {
                 i += 1;
@@ -370,7 +446,11 @@ mod tests {
     #[test]
     fn html_article_has_title_and_paragraphs_but_not_the_headline() {
         let out = extract(ARTICLE, DocKind::Html, &ExtractConfig::default(), "t").unwrap();
-        assert!(out.title.as_deref().unwrap().starts_with("Moths of the Night"));
+        assert!(out
+            .title
+            .as_deref()
+            .unwrap()
+            .starts_with("Moths of the Night"));
         assert!(out.text.starts_with("Moths outnumber"), "{}", out.text);
         assert!(out.text.contains("\n\nResearchers"), "{}", out.text);
         assert!(!out.text.contains("Copyright"));
@@ -391,7 +471,10 @@ mod tests {
             exclude: None,
         };
         let out = extract(ARTICLE, DocKind::Html, &cfg, "t").unwrap();
-        assert_eq!(out.text, "Subscribe to our newsletter for more stories like this one every week.");
+        assert_eq!(
+            out.text,
+            "Subscribe to our newsletter for more stories like this one every week."
+        );
         let cfg = ExtractConfig {
             select: Some(".missing".into()),
             exclude: None,
@@ -413,7 +496,11 @@ mod tests {
         let md = "---\ntitle: \"Release notes\"\n---\n# Ignored heading\n\nSee [the docs](https://x.example) for **all** details.\n\n## Fixes\n- crash on empty input ![img](a.png)\n";
         let out = extract(md, DocKind::Markdown, &ExtractConfig::default(), "m").unwrap();
         assert_eq!(out.title.as_deref(), Some("Release notes"));
-        assert!(out.text.contains("See the docs for all details."), "{}", out.text);
+        assert!(
+            out.text.contains("See the docs for all details."),
+            "{}",
+            out.text
+        );
         assert!(out.text.contains("Fixes\n\n"), "{}", out.text);
         assert!(!out.text.contains("png"));
     }
@@ -422,7 +509,10 @@ mod tests {
     fn plain_text_paragraphs() {
         let text = "one two three\nfour five\n\n\nsix seven\n- eight\n- nine";
         let out = extract(text, DocKind::Text, &ExtractConfig::default(), "x").unwrap();
-        assert_eq!(out.text, "one two three four five\n\nsix seven\n- eight\n- nine");
-        assert_eq!(out.words, 11);
+        assert_eq!(
+            out.text,
+            "one two three four five\n\nsix seven\n- eight\n- nine"
+        );
+        assert_eq!(out.words, 9);
     }
 }

@@ -14,7 +14,11 @@ use crate::error::{DocError, ErrorClass};
 use crate::retry;
 
 /// What the tool calls itself on the wire.
-pub const USER_AGENT: &str = concat!("summarize/", env!("CARGO_PKG_VERSION"), " (batch summarizer)");
+pub const USER_AGENT: &str = concat!(
+    "summarize/",
+    env!("CARGO_PKG_VERSION"),
+    " (batch summarizer)"
+);
 
 /// The redirect chain is cut here, so a loop fails fast.
 const MAX_REDIRECTS: usize = 10;
@@ -86,7 +90,10 @@ impl Fetcher {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let essence = content_type.as_deref().map(decode::mime_essence).unwrap_or_default();
+        let essence = content_type
+            .as_deref()
+            .map(decode::mime_essence)
+            .unwrap_or_default();
         if !decode::supported_mime(&essence) {
             return Err(DocError::new(
                 ErrorClass::UnsupportedContent,
@@ -130,13 +137,23 @@ pub fn status_error(status: reqwest::StatusCode, headers: &HeaderMap, url: &Url)
     let code = status.as_u16();
     let reason = status.canonical_reason().unwrap_or("");
     let (class, hint) = match code {
-        429 => (ErrorClass::RateLimited, "the server is rate limiting; lower --jobs or retry later"),
+        429 => (
+            ErrorClass::RateLimited,
+            "the server is rate limiting; lower --jobs or retry later",
+        ),
         404 | 410 => (ErrorClass::HttpClientError, "check the URL"),
-        401 | 403 => (ErrorClass::HttpClientError, "the page needs a login or blocks this client"),
+        401 | 403 => (
+            ErrorClass::HttpClientError,
+            "the page needs a login or blocks this client",
+        ),
         400..=499 => (ErrorClass::HttpClientError, "check the URL"),
-        _ => (ErrorClass::HttpServerError, "the server failed; retry later"),
+        _ => (
+            ErrorClass::HttpServerError,
+            "the server failed; retry later",
+        ),
     };
-    let mut err = DocError::new(class, format!("{url}: HTTP {code} {reason} ({hint})")).with_status(code);
+    let mut err =
+        DocError::new(class, format!("{url}: HTTP {code} {reason} ({hint})")).with_status(code);
     if matches!(code, 429 | 503) {
         err.retry_after = headers
             .get(RETRY_AFTER)
@@ -150,13 +167,25 @@ pub fn status_error(status: reqwest::StatusCode, headers: &HeaderMap, url: &Url)
 pub fn classify(e: &reqwest::Error, url: &Url) -> DocError {
     let chain = error_chain(e);
     let (class, what) = if e.is_timeout() {
-        (ErrorClass::Timeout, "timed out; raise --timeout for slow servers".to_string())
+        (
+            ErrorClass::Timeout,
+            "timed out; raise --timeout for slow servers".to_string(),
+        )
     } else if e.is_redirect() {
-        (ErrorClass::TooManyRedirects, format!("more than {MAX_REDIRECTS} redirects (a redirect loop?)"))
+        (
+            ErrorClass::TooManyRedirects,
+            format!("more than {MAX_REDIRECTS} redirects (a redirect loop?)"),
+        )
     } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
-        (ErrorClass::Dns, "host name does not resolve; check the URL".to_string())
+        (
+            ErrorClass::Dns,
+            "host name does not resolve; check the URL".to_string(),
+        )
     } else if e.is_decode() {
-        (ErrorClass::Decode, format!("cannot decode the response ({chain})"))
+        (
+            ErrorClass::Decode,
+            format!("cannot decode the response ({chain})"),
+        )
     } else if e.is_connect() {
         (ErrorClass::Connect, format!("cannot connect ({chain})"))
     } else {

@@ -30,9 +30,15 @@ pub enum SourceKind {
     Url(Url),
     Path(PathBuf),
     /// Text given inline in a JSONL record, with its title if the record had one.
-    Text { text: String, title: Option<String> },
+    Text {
+        text: String,
+        title: Option<String>,
+    },
     /// The input could not be understood; reported as an error record.
-    Invalid { class: ErrorClass, message: String },
+    Invalid {
+        class: ErrorClass,
+        message: String,
+    },
 }
 
 /// File extensions searched for inside directories.
@@ -45,7 +51,11 @@ pub fn collect(inputs: &[String], lists: &[PathBuf], stdin: &mut dyn BufRead) ->
         let label = list.display().to_string();
         match std::fs::read(list) {
             Ok(bytes) => parse_list(&String::from_utf8_lossy(&bytes), &label, &mut out),
-            Err(e) => out.push(invalid(&label, ErrorClass::NotFound, format!("cannot read list '{label}': {e}"))),
+            Err(e) => out.push(invalid(
+                &label,
+                ErrorClass::NotFound,
+                format!("cannot read list '{label}': {e}"),
+            )),
         }
     }
     for input in inputs {
@@ -89,6 +99,9 @@ pub fn parse_http_url(s: &str) -> Option<Url> {
     if !(lower.starts_with("http://") || lower.starts_with("https://")) {
         return None;
     }
+    if s.contains(char::is_whitespace) {
+        return None;
+    }
     Url::parse(s).ok().filter(|u| u.host_str().is_some())
 }
 
@@ -99,7 +112,11 @@ fn expand(input: &str, stdin: &mut dyn BufRead, out: &mut Vec<Source>) {
         match stdin.read_to_end(&mut buf) {
             Ok(_) => text.push_str(&String::from_utf8_lossy(&buf)),
             Err(e) => {
-                out.push(invalid("-", ErrorClass::Io, format!("cannot read stdin: {e}")));
+                out.push(invalid(
+                    "-",
+                    ErrorClass::Io,
+                    format!("cannot read stdin: {e}"),
+                ));
                 return;
             }
         }
@@ -183,7 +200,9 @@ fn list_entries(text: &str) -> impl Iterator<Item = &str> {
 /// Parses a URL/path list: one entry per line, `#` comments and blank lines skipped.
 pub fn parse_list(text: &str, label: &str, out: &mut Vec<Source>) {
     for (lineno, raw) in text.lines().enumerate() {
-        let line = raw.trim().trim_start_matches('\u{feff}');
+        // ` #` starts a trailing comment; a `#` inside a URL is its fragment.
+        let line = raw.split(" #").next().unwrap_or("");
+        let line = line.trim().trim_start_matches('\u{feff}');
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -211,7 +230,9 @@ pub fn parse_list(text: &str, label: &str, out: &mut Vec<Source>) {
 
 fn walk_dir(dir: &Path, out: &mut Vec<Source>) {
     let before = out.len();
-    let walker = walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name();
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name();
     for entry in walker {
         match entry {
             Ok(e) if e.file_type().is_file() => {
@@ -225,7 +246,11 @@ fn walk_dir(dir: &Path, out: &mut Vec<Source>) {
                     .path()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| dir.display().to_string());
-                out.push(invalid(&shown, ErrorClass::Io, format!("cannot read '{shown}': {e}")));
+                out.push(invalid(
+                    &shown,
+                    ErrorClass::Io,
+                    format!("cannot read '{shown}': {e}"),
+                ));
             }
         }
     }
@@ -243,11 +268,18 @@ fn expand_glob(pattern: &str, out: &mut Vec<Source>) {
     let paths = match glob::glob(pattern) {
         Ok(paths) => paths,
         Err(e) => {
-            out.push(invalid(pattern, ErrorClass::InvalidInput, format!("invalid glob '{pattern}': {e}")));
+            out.push(invalid(
+                pattern,
+                ErrorClass::InvalidInput,
+                format!("invalid glob '{pattern}': {e}"),
+            ));
             return;
         }
     };
-    let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    let mut files: Vec<PathBuf> = paths
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
     files.sort();
     if files.is_empty() {
         out.push(invalid(
@@ -282,7 +314,11 @@ fn parse_jsonl_file(path: &Path, out: &mut Vec<Source>) {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            out.push(invalid(&label, ErrorClass::Io, format!("cannot read '{label}': {e}")));
+            out.push(invalid(
+                &label,
+                ErrorClass::Io,
+                format!("cannot read '{label}': {e}"),
+            ));
             return;
         }
     };
@@ -292,7 +328,11 @@ fn parse_jsonl_file(path: &Path, out: &mut Vec<Source>) {
         let line = match line {
             Ok(l) => l,
             Err(e) => {
-                out.push(invalid(&at, ErrorClass::Io, format!("{at}: cannot read line: {e}")));
+                out.push(invalid(
+                    &at,
+                    ErrorClass::Io,
+                    format!("{at}: cannot read line: {e}"),
+                ));
                 continue;
             }
         };
@@ -311,7 +351,9 @@ pub fn jsonl_source(line: &str, at: &str, base_dir: &Path) -> Source {
             return invalid(
                 at,
                 ErrorClass::InvalidInput,
-                format!("{at}: not a JSON record ({e}); expected {{\"id\", \"url\"|\"path\"|\"text\"}}"),
+                format!(
+                    "{at}: not a JSON record ({e}); expected {{\"id\", \"url\"|\"path\"|\"text\"}}"
+                ),
             )
         }
     };
@@ -322,16 +364,28 @@ pub fn jsonl_source(line: &str, at: &str, base_dir: &Path) -> Source {
     let mut source = match (rec.url, rec.path, rec.text) {
         (Some(u), None, None) => match parse_http_url(u.trim()) {
             Some(url) => from_url(url),
-            None => invalid(at, ErrorClass::InvalidInput, format!("{at}: '{u}' is not an http(s) URL")),
+            None => invalid(
+                at,
+                ErrorClass::InvalidInput,
+                format!("{at}: '{u}' is not an http(s) URL"),
+            ),
         },
         (None, Some(p), None) => {
             let p = PathBuf::from(p);
-            let p = if p.is_relative() && !p.exists() { base_dir.join(p) } else { p };
+            let p = if p.is_relative() && !p.exists() {
+                base_dir.join(p)
+            } else {
+                p
+            };
             if p.exists() {
                 from_path(p)
             } else {
                 let shown = p.display().to_string();
-                invalid(at, ErrorClass::NotFound, format!("{at}: file '{shown}' does not exist"))
+                invalid(
+                    at,
+                    ErrorClass::NotFound,
+                    format!("{at}: file '{shown}' does not exist"),
+                )
             }
         }
         (None, None, Some(text)) => Source {
@@ -380,11 +434,13 @@ mod tests {
     #[test]
     fn list_skips_comments_and_blank_lines() {
         let mut out = Vec::new();
-        parse_list("# feed\n\nhttps://a.example/x\n  https://b.example/y  # not a comment\n", "t", &mut out);
-        assert_eq!(out.len(), 2);
-        assert!(matches!(out[0].kind, SourceKind::Url(_)));
-        // The second line is not a URL because of the trailing text: it is reported, not dropped.
-        assert!(matches!(out[1].kind, SourceKind::Invalid { .. }));
+        let list = "# feed\n\nhttps://a.example/x#frag\n  https://b.example/y  # trailing comment\nhttps://c.example/a b\n";
+        parse_list(list, "t", &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].display, "https://a.example/x#frag");
+        assert_eq!(out[1].display, "https://b.example/y");
+        // A URL with a space in it is reported, not dropped or silently mangled.
+        assert!(matches!(out[2].kind, SourceKind::Invalid { .. }));
     }
 
     #[test]
@@ -411,7 +467,11 @@ mod tests {
     #[test]
     fn jsonl_records() {
         let dir = Path::new(".");
-        let s = jsonl_source(r#"{"id": 7, "text": "hello", "reference": "hi"}"#, "f:1", dir);
+        let s = jsonl_source(
+            r#"{"id": 7, "text": "hello", "reference": "hi"}"#,
+            "f:1",
+            dir,
+        );
         assert_eq!(s.id, "7");
         assert_eq!(
             s.kind,
@@ -426,12 +486,20 @@ mod tests {
         let s = jsonl_source(r#"{"url": "a", "text": "b"}"#, "f:3", dir);
         assert!(matches!(s.kind, SourceKind::Invalid { .. }));
         let s = jsonl_source("{oops", "f:4", dir);
-        assert!(matches!(s.kind, SourceKind::Invalid { class: ErrorClass::InvalidInput, .. }));
+        assert!(matches!(
+            s.kind,
+            SourceKind::Invalid {
+                class: ErrorClass::InvalidInput,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn list_detection() {
-        assert!(looks_like_list("# c\nhttps://a.example/\n\nhttp://b.example/x\n"));
+        assert!(looks_like_list(
+            "# c\nhttps://a.example/\n\nhttp://b.example/x\n"
+        ));
         assert!(!looks_like_list("Dear diary,\nhttps://a.example/\n"));
         assert!(!looks_like_list("\n# only comments\n"));
     }

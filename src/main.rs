@@ -21,7 +21,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { Exit::Config.into() } else { Exit::Success.into() };
+            return if e.use_stderr() {
+                Exit::Config.into()
+            } else {
+                Exit::Success.into()
+            };
         }
     };
     let verbose = match &cli.command {
@@ -29,7 +33,10 @@ fn main() -> ExitCode {
         None => cli.summarize.input.verbose,
     };
     init_logging(verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("summarize: cannot start the async runtime: {e}");
@@ -95,12 +102,16 @@ async fn run(cli: Cli) -> Result<Exit> {
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(outcome.stats.render().as_bytes());
         if outcome.interrupted {
-            let _ = writeln!(err, "summarize: interrupted; the records above are complete, the rest were not run");
+            let _ = writeln!(
+                err,
+                "summarize: interrupted; the records above are complete, the rest were not run"
+            );
         }
     }
     if let Some(path) = stats_path {
         let json = serde_json::to_string_pretty(&outcome.stats)?;
-        std::fs::write(&path, json + "\n").with_context(|| format!("cannot write --stats file '{}'", path.display()))?;
+        std::fs::write(&path, json + "\n")
+            .with_context(|| format!("cannot write --stats file '{}'", path.display()))?;
     }
     if outcome.auth_failed {
         eprintln!("summarize: the backend refused the API key; check OPENAI_API_KEY (the run stopped early)");
@@ -108,7 +119,11 @@ async fn run(cli: Cli) -> Result<Exit> {
     if outcome.broken_pipe {
         return Ok(Exit::Success);
     }
-    Ok(Exit::of_run(outcome.stats.error, outcome.interrupted, outcome.auth_failed))
+    Ok(Exit::of_run(
+        outcome.stats.error,
+        outcome.interrupted,
+        outcome.auth_failed,
+    ))
 }
 
 fn open_sink(config: &Config) -> Result<Sink> {

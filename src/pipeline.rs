@@ -50,7 +50,13 @@ struct Prepared {
 }
 
 /// Runs every source and writes one record per source, in order.
-pub async fn run(config: Config, sources: Vec<Source>, fetcher: Fetcher, backend: Option<Backend>, mut sink: Sink) -> anyhow::Result<Outcome> {
+pub async fn run(
+    config: Config,
+    sources: Vec<Source>,
+    fetcher: Fetcher,
+    backend: Option<Backend>,
+    mut sink: Sink,
+) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let total = sources.len();
     let progress = progress_bar(&config, total);
@@ -91,7 +97,12 @@ pub async fn run(config: Config, sources: Vec<Source>, fetcher: Fetcher, backend
             if record.get("status").and_then(Value::as_str) == Some("error") && !ctx.config.quiet {
                 let line = format!(
                     "summarize: {}",
-                    one_line(record.get("error").and_then(Value::as_str).unwrap_or("failed"))
+                    one_line(
+                        record
+                            .get("error")
+                            .and_then(Value::as_str)
+                            .unwrap_or("failed")
+                    )
                 );
                 progress.suspend(|| eprintln!("{line}"));
             }
@@ -102,7 +113,9 @@ pub async fn run(config: Config, sources: Vec<Source>, fetcher: Fetcher, backend
                     break;
                 }
                 progress.finish_and_clear();
-                return Err(anyhow::anyhow!("cannot write the report: {e}; check the disk and the --output path"));
+                return Err(anyhow::anyhow!(
+                    "cannot write the report: {e}; check the disk and the --output path"
+                ));
             }
         }
         if broken_pipe {
@@ -123,7 +136,10 @@ fn progress_bar(config: &Config, total: usize) -> indicatif::ProgressBar {
     if config.quiet || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
     let template = if std::env::var_os("NO_COLOR").is_some() {
         "{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} eta {eta}"
     } else {
@@ -148,7 +164,11 @@ async fn process(ctx: &Ctx, source: &Source) -> Map<String, Value> {
     }
 }
 
-fn extract_record(source: &Source, prepared: Result<Prepared, (DocError, u64, u64)>, started: Instant) -> Map<String, Value> {
+fn extract_record(
+    source: &Source,
+    prepared: Result<Prepared, (DocError, u64, u64)>,
+    started: Instant,
+) -> Map<String, Value> {
     let mut rec = ExtractRecord {
         id: source.id.clone(),
         source: source.display.clone(),
@@ -177,8 +197,17 @@ fn extract_record(source: &Source, prepared: Result<Prepared, (DocError, u64, u6
     report::to_map(&rec)
 }
 
-async fn summary_record(ctx: &Ctx, source: &Source, prepared: Result<Prepared, (DocError, u64, u64)>, started: Instant) -> Map<String, Value> {
-    let config = ctx.config.summarize.as_ref().expect("summary records need a summarize config");
+async fn summary_record(
+    ctx: &Ctx,
+    source: &Source,
+    prepared: Result<Prepared, (DocError, u64, u64)>,
+    started: Instant,
+) -> Map<String, Value> {
+    let config = ctx
+        .config
+        .summarize
+        .as_ref()
+        .expect("summary records need a summarize config");
     let backend = ctx.backend.as_ref().expect("summarize mode has a backend");
     let mut rec = SummaryRecord {
         id: source.id.clone(),
@@ -197,7 +226,10 @@ async fn summary_record(ctx: &Ctx, source: &Source, prepared: Result<Prepared, (
             if ctx.auth_failed.load(Ordering::SeqCst) {
                 Err(DocError::new(
                     ErrorClass::BackendAuth,
-                    format!("{}: skipped, the backend refused the API key earlier in this run", source.display),
+                    format!(
+                        "{}: skipped, the backend refused the API key earlier in this run",
+                        source.display
+                    ),
                 ))
             } else {
                 let t = Instant::now();
@@ -251,7 +283,8 @@ async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, u64,
     let (tx, rx) = tokio::sync::oneshot::channel();
     // Extraction is CPU-bound; keep it off the async runtime's threads.
     rayon::spawn(move || {
-        let result = std::panic::catch_unwind(|| extract::extract(&body, kind, &extract_config, &display));
+        let result =
+            std::panic::catch_unwind(|| extract::extract(&body, kind, &extract_config, &display));
         let result = result.unwrap_or_else(|_| {
             Err(DocError::new(
                 ErrorClass::EmptyExtraction,
@@ -260,12 +293,18 @@ async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, u64,
         });
         let _ = tx.send(result);
     });
-    let extracted = rx
-        .await
-        .unwrap_or_else(|_| Err(DocError::new(ErrorClass::EmptyExtraction, "extraction was cancelled")));
+    let extracted = rx.await.unwrap_or_else(|_| {
+        Err(DocError::new(
+            ErrorClass::EmptyExtraction,
+            "extraction was cancelled",
+        ))
+    });
     let extract_ms = ms(t.elapsed());
     let mut extracted = extracted.map_err(|e| (e, fetch_ms, extract_ms))?;
-    if let SourceKind::Text { title: Some(title), .. } = &source.kind {
+    if let SourceKind::Text {
+        title: Some(title), ..
+    } = &source.kind
+    {
         extracted.title = Some(title.clone());
     }
     Ok(Prepared {
@@ -281,14 +320,28 @@ async fn load(ctx: &Ctx, source: &Source) -> Result<(String, DocKind), DocError>
         SourceKind::Invalid { class, message } => Err(DocError::new(*class, message.clone())),
         SourceKind::Text { text, .. } => {
             let kind = decode::doc_kind("", "", text.as_bytes());
-            Ok((text.clone(), if kind == DocKind::Html { kind } else { DocKind::Text }))
+            Ok((
+                text.clone(),
+                if kind == DocKind::Html {
+                    kind
+                } else {
+                    DocKind::Text
+                },
+            ))
         }
         SourceKind::Url(url) => {
             let fetched = ctx.fetcher.get(url).await?;
-            let essence = fetched.content_type.as_deref().map(decode::mime_essence).unwrap_or_default();
+            let essence = fetched
+                .content_type
+                .as_deref()
+                .map(decode::mime_essence)
+                .unwrap_or_default();
             decode::check_text_like(&fetched.body, url.as_str())?;
             let kind = decode::doc_kind(&essence, fetched.final_url.path(), &fetched.body);
-            let declared = fetched.content_type.as_deref().and_then(decode::charset_param);
+            let declared = fetched
+                .content_type
+                .as_deref()
+                .and_then(decode::charset_param);
             let (text, _) = decode::decode(&fetched.body, declared.as_deref(), kind);
             Ok((text, kind))
         }
@@ -299,21 +352,34 @@ async fn load(ctx: &Ctx, source: &Source) -> Result<(String, DocKind), DocError>
 async fn read_file(path: &Path, max_bytes: u64) -> Result<(String, DocKind), DocError> {
     let shown = path.display().to_string();
     let io_err = |e: std::io::Error| {
-        let class = if e.kind() == std::io::ErrorKind::NotFound { ErrorClass::NotFound } else { ErrorClass::Io };
+        let class = if e.kind() == std::io::ErrorKind::NotFound {
+            ErrorClass::NotFound
+        } else {
+            ErrorClass::Io
+        };
         DocError::new(class, format!("{shown}: cannot read the file: {e}"))
     };
     let meta = tokio::fs::metadata(path).await.map_err(io_err)?;
     if meta.len() > max_bytes {
         return Err(DocError::new(
             ErrorClass::TooLarge,
-            format!("{shown}: file is larger than {max_bytes} bytes; raise --max-bytes to accept it"),
+            format!(
+                "{shown}: file is larger than {max_bytes} bytes; raise --max-bytes to accept it"
+            ),
         ));
     }
     let lower = shown.to_ascii_lowercase();
-    if [".pdf", ".docx", ".png", ".jpg", ".jpeg", ".gif", ".zip", ".gz"].iter().any(|ext| lower.ends_with(ext)) {
+    if [
+        ".pdf", ".docx", ".png", ".jpg", ".jpeg", ".gif", ".zip", ".gz",
+    ]
+    .iter()
+    .any(|ext| lower.ends_with(ext))
+    {
         return Err(DocError::new(
             ErrorClass::UnsupportedContent,
-            format!("{shown}: this file type is not supported yet (HTML, Markdown and plain text are)"),
+            format!(
+                "{shown}: this file type is not supported yet (HTML, Markdown and plain text are)"
+            ),
         ));
     }
     let body = tokio::fs::read(path).await.map_err(io_err)?;

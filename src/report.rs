@@ -129,11 +129,17 @@ pub fn csv_cell(v: &Value) -> String {
 
 fn markdown(record: &Map<String, Value>) -> String {
     let get = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or("");
-    let heading = Some(get("title")).filter(|t| !t.is_empty()).unwrap_or(get("source"));
+    let heading = Some(get("title"))
+        .filter(|t| !t.is_empty())
+        .unwrap_or(get("source"));
     let mut out = format!("## {}\n\n", heading.replace('\n', " "));
     out.push_str(&format!("- source: {}\n", get("source")));
     if get("status") == "error" {
-        out.push_str(&format!("- error ({}): {}\n\n", get("error_class"), get("error")));
+        out.push_str(&format!(
+            "- error ({}): {}\n\n",
+            get("error_class"),
+            get("error")
+        ));
         return out;
     }
     for key in ["author", "date", "backend", "model"] {
@@ -141,7 +147,10 @@ fn markdown(record: &Map<String, Value>) -> String {
             out.push_str(&format!("- {key}: {}\n", get(key)));
         }
     }
-    let body = [get("summary"), get("text")].into_iter().find(|s| !s.is_empty()).unwrap_or("");
+    let body = [get("summary"), get("text")]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .unwrap_or("");
     out.push('\n');
     out.push_str(body.trim());
     out.push_str("\n\n");
@@ -226,8 +235,15 @@ impl StatsCollector {
             self.stats.ok += 1;
         } else {
             self.stats.error += 1;
-            let class = record.get("error_class").and_then(Value::as_str).unwrap_or("unknown");
-            *self.stats.error_classes.entry(class.to_string()).or_default() += 1;
+            let class = record
+                .get("error_class")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
+            *self
+                .stats
+                .error_classes
+                .entry(class.to_string())
+                .or_default() += 1;
         }
         for stage in ["fetch_ms", "extract_ms", "summarize_ms", "total_ms"] {
             if let Some(ms) = record.get(stage).and_then(Value::as_u64) {
@@ -237,7 +253,10 @@ impl StatsCollector {
             }
         }
         self.stats.tokens_in += record.get("tokens_in").and_then(Value::as_u64).unwrap_or(0);
-        self.stats.tokens_out += record.get("tokens_out").and_then(Value::as_u64).unwrap_or(0);
+        self.stats.tokens_out += record
+            .get("tokens_out")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
     }
 
     pub fn finish(mut self, elapsed: Duration) -> RunStats {
@@ -265,12 +284,20 @@ impl RunStats {
             self.inputs,
             self.ok,
             self.error,
-            if self.not_run > 0 { format!(", {} not run", self.not_run) } else { String::new() },
+            if self.not_run > 0 {
+                format!(", {} not run", self.not_run)
+            } else {
+                String::new()
+            },
             self.elapsed_s,
             self.docs_per_min
         );
         if !self.error_classes.is_empty() {
-            let classes: Vec<String> = self.error_classes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let classes: Vec<String> = self
+                .error_classes
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
             out.push_str(&format!("errors: {}\n", classes.join(", ")));
         }
         if !self.latency.is_empty() {
@@ -283,7 +310,10 @@ impl RunStats {
             }
         }
         if self.tokens_in + self.tokens_out > 0 {
-            out.push_str(&format!("tokens: {} in, {} out\n", self.tokens_in, self.tokens_out));
+            out.push_str(&format!(
+                "tokens: {} in, {} out\n",
+                self.tokens_in, self.tokens_out
+            ));
         }
         out
     }
@@ -295,7 +325,10 @@ mod tests {
 
     #[test]
     fn csv_neutralises_formulas_but_not_numbers() {
-        assert_eq!(csv_cell(&Value::String("=HYPERLINK(\"x\")".into())), "'=HYPERLINK(\"x\")");
+        assert_eq!(
+            csv_cell(&Value::String("=HYPERLINK(\"x\")".into())),
+            "'=HYPERLINK(\"x\")"
+        );
         assert_eq!(csv_cell(&Value::String("@SUM(A1)".into())), "'@SUM(A1)");
         assert_eq!(csv_cell(&serde_json::json!(-3)), "-3");
         assert_eq!(csv_cell(&Value::String("plain".into())), "plain");

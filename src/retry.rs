@@ -20,7 +20,10 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// How long to wait before attempt `attempt + 1` (attempt counts from 0).
@@ -28,7 +31,9 @@ pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     if let Some(ra) = retry_after {
         return ra;
     }
-    let exp = BASE.saturating_mul(1u32 << attempt.min(16)).min(MAX_BACKOFF);
+    let exp = BASE
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(MAX_BACKOFF);
     // Full jitter between half and the whole step keeps many clients from retrying in lockstep.
     let half = exp / 2;
     half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
@@ -72,7 +77,10 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 
@@ -83,6 +91,9 @@ mod tests {
             let step = BASE.saturating_mul(1 << attempt.min(16)).min(MAX_BACKOFF);
             assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d:?}");
         }
-        assert_eq!(backoff(5, Some(Duration::from_secs(2))), Duration::from_secs(2));
+        assert_eq!(
+            backoff(5, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
     }
 }

@@ -17,7 +17,11 @@ pub fn clean_text(s: &str) -> String {
             }
             '\n' | '\t' => out.push(c),
             c if c.is_control() => {}
-            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}' => {}
+            '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{061c}' => {}
             c => out.push(c),
         }
     }
@@ -53,7 +57,10 @@ fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
 
 /// One line for stderr: control characters out, newlines folded into spaces.
 pub fn one_line(s: &str) -> String {
-    clean_text(s).split_whitespace().collect::<Vec<_>>().join(" ")
+    clean_text(s)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -62,7 +69,8 @@ mod tests {
 
     #[test]
     fn strips_escapes_controls_and_bidi() {
-        let hostile = "Title\u{1b}[2J\u{1b}[31mred\u{1b}[0m \u{1b}]0;pwned\u{7}ok\u{202e}evil\u{0}\r\nnext";
+        let hostile =
+            "Title\u{1b}[2J\u{1b}[31mred\u{1b}[0m \u{1b}]0;pwned\u{7}ok\u{202e}evil\u{0}\r\nnext";
         assert_eq!(clean_text(hostile), "Titlered okevil\nnext");
     }
 

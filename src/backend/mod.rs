@@ -64,9 +64,13 @@ impl Tokenizer {
         match self {
             Tokenizer::Tiktoken(bpe) => bpe.encode_ordinary(text).len(),
             Tokenizer::Estimate => {
-                let (ascii, other) = text
-                    .chars()
-                    .fold((0usize, 0usize), |(a, o), c| if c.is_ascii() { (a + 1, o) } else { (a, o + 1) });
+                let (ascii, other) = text.chars().fold((0usize, 0usize), |(a, o), c| {
+                    if c.is_ascii() {
+                        (a + 1, o)
+                    } else {
+                        (a, o + 1)
+                    }
+                });
                 ascii.div_ceil(3) + other
             }
         }
@@ -100,11 +104,19 @@ pub struct CallSettings {
 impl Backend {
     /// Builds the backend and checks, before any document is touched, that it is reachable,
     /// accepts our credentials and has the model. Failure here is a configuration error (exit 2).
-    pub async fn connect(config: &SummarizeConfig, client: reqwest::Client, calls: CallSettings) -> Result<Backend> {
+    pub async fn connect(
+        config: &SummarizeConfig,
+        client: reqwest::Client,
+        calls: CallSettings,
+    ) -> Result<Backend> {
         Ok(match &config.backend {
             BackendConfig::Extractive => Backend::Extractive,
-            BackendConfig::OpenAi { .. } => Backend::OpenAi(openai::OpenAi::connect(config, client, calls).await?),
-            BackendConfig::Ollama { .. } => Backend::Ollama(ollama::Ollama::connect(config, client, calls).await?),
+            BackendConfig::OpenAi { .. } => {
+                Backend::OpenAi(openai::OpenAi::connect(config, client, calls).await?)
+            }
+            BackendConfig::Ollama { .. } => {
+                Backend::Ollama(ollama::Ollama::connect(config, client, calls).await?)
+            }
         })
     }
 
@@ -125,7 +137,12 @@ impl Backend {
     }
 
     /// Summarizes one document's text: whole when it fits, map-reduce when it does not.
-    pub async fn summarize(&self, title: &str, text: &str, config: &SummarizeConfig) -> Result<Summary, DocError> {
+    pub async fn summarize(
+        &self,
+        title: &str,
+        text: &str,
+        config: &SummarizeConfig,
+    ) -> Result<Summary, DocError> {
         let summary = match self {
             Backend::Extractive => Summary {
                 text: extractive::summarize(text, config.length.words),
@@ -150,7 +167,10 @@ pub trait ChatModel {
     /// Tokens the model can see at once, prompt and output together.
     fn context_tokens(&self) -> usize;
     fn tokenizer(&self) -> &Tokenizer;
-    fn chat(&self, request: ChatRequest) -> impl std::future::Future<Output = Result<Completion, DocError>> + Send;
+    fn chat(
+        &self,
+        request: ChatRequest,
+    ) -> impl std::future::Future<Output = Result<Completion, DocError>> + Send;
 }
 
 /// Generated tokens allowed for a summary of `words` words: English runs about 1.3 tokens a
@@ -164,12 +184,20 @@ const RECHUNK_ATTEMPTS: u32 = 3;
 /// Reduce rounds before we accept a summary of summaries that still does not fit.
 const MAX_DEPTH: usize = 6;
 
-async fn map_reduce<M: ChatModel>(model: &M, title: &str, text: &str, config: &SummarizeConfig) -> Result<Summary, DocError> {
+async fn map_reduce<M: ChatModel>(
+    model: &M,
+    title: &str,
+    text: &str,
+    config: &SummarizeConfig,
+) -> Result<Summary, DocError> {
     let mut shrink = 1;
     loop {
         match map_reduce_once(model, title, text, config, shrink).await {
             Err(e) if e.class == ErrorClass::ContextLength && shrink < 1 << RECHUNK_ATTEMPTS => {
-                tracing::info!("context length exceeded; re-chunking at 1/{} of the budget", shrink * 2);
+                tracing::info!(
+                    "context length exceeded; re-chunking at 1/{} of the budget",
+                    shrink * 2
+                );
                 shrink *= 2;
             }
             other => return other,
@@ -307,9 +335,15 @@ mod tests {
 
     #[test]
     fn reasoning_blocks_are_removed() {
-        assert_eq!(strip_reasoning("<think>hmm\nok</think>\nThe answer."), "The answer.");
+        assert_eq!(
+            strip_reasoning("<think>hmm\nok</think>\nThe answer."),
+            "The answer."
+        );
         assert_eq!(strip_reasoning("A <THINK>x</THINK>B"), "A B");
-        assert_eq!(strip_reasoning("leftover reasoning</think>Answer"), "Answer");
+        assert_eq!(
+            strip_reasoning("leftover reasoning</think>Answer"),
+            "Answer"
+        );
         assert_eq!(strip_reasoning("Answer<think>cut off"), "Answer");
         assert_eq!(strip_reasoning("plain"), "plain");
     }

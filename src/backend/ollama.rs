@@ -42,7 +42,11 @@ struct Message {
 }
 
 impl Ollama {
-    pub async fn connect(config: &SummarizeConfig, client: reqwest::Client, calls: CallSettings) -> Result<Ollama> {
+    pub async fn connect(
+        config: &SummarizeConfig,
+        client: reqwest::Client,
+        calls: CallSettings,
+    ) -> Result<Ollama> {
         let BackendConfig::Ollama { host, model } = &config.backend else {
             unreachable!("connect is only called for the ollama backend")
         };
@@ -90,7 +94,10 @@ impl Ollama {
             );
         }
         if !resp.status().is_success() {
-            bail!("Ollama at {} answered HTTP {status} to /api/show; is it an Ollama server?", self.host);
+            bail!(
+                "Ollama at {} answered HTTP {status} to /api/show; is it an Ollama server?",
+                self.host
+            );
         }
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         Ok(body["model_info"].as_object().and_then(|info| {
@@ -103,7 +110,8 @@ impl Ollama {
 
     async fn chat_once(&self, request: &ChatRequest) -> Result<Completion, DocError> {
         let url = format!("{}/api/chat", self.host);
-        let parsed = url::Url::parse(&url).map_err(|e| DocError::new(ErrorClass::BackendError, e.to_string()))?;
+        let parsed = url::Url::parse(&url)
+            .map_err(|e| DocError::new(ErrorClass::BackendError, e.to_string()))?;
         let body = json!({
             "model": self.model,
             "messages": [
@@ -148,27 +156,56 @@ impl Ollama {
         })
     }
 
-    fn error_reply(&self, status: u16, headers: &reqwest::header::HeaderMap, body: &str) -> DocError {
+    fn error_reply(
+        &self,
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        body: &str,
+    ) -> DocError {
         let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
         let message = parsed["error"].as_str().unwrap_or(body);
-        let short: String = crate::sanitize::one_line(message).chars().take(300).collect();
+        let short: String = crate::sanitize::one_line(message)
+            .chars()
+            .take(300)
+            .collect();
         let lower = short.to_lowercase();
-        let (class, text) = if status == 404 || lower.contains("not found") && lower.contains("model") {
-            (
-                ErrorClass::ModelNotFound,
-                format!("Ollama has no model '{}' ({short}); run `ollama pull {}`", self.model, self.model),
-            )
-        } else if status == 429 {
-            (ErrorClass::BackendRateLimited, format!("Ollama is rate limiting (HTTP 429: {short})"))
-        } else if lower.contains("context") && (lower.contains("exceed") || lower.contains("too long")) {
-            (ErrorClass::ContextLength, format!("the prompt does not fit the model's context ({short})"))
-        } else if status == 401 || status == 403 {
-            (ErrorClass::BackendAuth, format!("Ollama refused the request (HTTP {status}: {short})"))
-        } else if status >= 500 {
-            (ErrorClass::BackendError, format!("Ollama failed (HTTP {status}: {short})"))
-        } else {
-            (ErrorClass::BackendBadResponse, format!("Ollama rejected the request (HTTP {status}: {short})"))
-        };
+        let (class, text) =
+            if status == 404 || lower.contains("not found") && lower.contains("model") {
+                (
+                    ErrorClass::ModelNotFound,
+                    format!(
+                        "Ollama has no model '{}' ({short}); run `ollama pull {}`",
+                        self.model, self.model
+                    ),
+                )
+            } else if status == 429 {
+                (
+                    ErrorClass::BackendRateLimited,
+                    format!("Ollama is rate limiting (HTTP 429: {short})"),
+                )
+            } else if lower.contains("context")
+                && (lower.contains("exceed") || lower.contains("too long"))
+            {
+                (
+                    ErrorClass::ContextLength,
+                    format!("the prompt does not fit the model's context ({short})"),
+                )
+            } else if status == 401 || status == 403 {
+                (
+                    ErrorClass::BackendAuth,
+                    format!("Ollama refused the request (HTTP {status}: {short})"),
+                )
+            } else if status >= 500 {
+                (
+                    ErrorClass::BackendError,
+                    format!("Ollama failed (HTTP {status}: {short})"),
+                )
+            } else {
+                (
+                    ErrorClass::BackendBadResponse,
+                    format!("Ollama rejected the request (HTTP {status}: {short})"),
+                )
+            };
         let mut err = DocError::new(class, text).with_status(status);
         err.retry_after = headers
             .get(reqwest::header::RETRY_AFTER)

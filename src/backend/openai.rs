@@ -57,8 +57,17 @@ struct Usage {
 }
 
 impl OpenAi {
-    pub async fn connect(config: &SummarizeConfig, client: reqwest::Client, calls: CallSettings) -> Result<OpenAi> {
-        let BackendConfig::OpenAi { base_url, api_key, model } = &config.backend else {
+    pub async fn connect(
+        config: &SummarizeConfig,
+        client: reqwest::Client,
+        calls: CallSettings,
+    ) -> Result<OpenAi> {
+        let BackendConfig::OpenAi {
+            base_url,
+            api_key,
+            model,
+        } = &config.backend
+        else {
             unreachable!("connect is only called for the openai backend")
         };
         let mut backend = OpenAi {
@@ -73,7 +82,9 @@ impl OpenAi {
         };
         let served = backend.preflight().await?;
         if config.context_tokens.is_none() {
-            backend.context = served.or_else(|| known_context(model)).unwrap_or(UNKNOWN_CONTEXT);
+            backend.context = served
+                .or_else(|| known_context(model))
+                .unwrap_or(UNKNOWN_CONTEXT);
         }
         tracing::info!(model = %backend.model, context = backend.context, tokenizer = ?backend.tokenizer, "openai backend ready");
         Ok(backend)
@@ -110,9 +121,12 @@ impl OpenAi {
             return Ok(None);
         }
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
-        let entry = body["data"]
-            .as_array()
-            .and_then(|models| models.iter().find(|m| m["id"].as_str() == Some(&self.model)).or(models.first()));
+        let entry = body["data"].as_array().and_then(|models| {
+            models
+                .iter()
+                .find(|m| m["id"].as_str() == Some(&self.model))
+                .or(models.first())
+        });
         Ok(entry.and_then(|m| {
             ["max_model_len", "context_length", "context_window"]
                 .iter()
@@ -135,9 +149,14 @@ impl OpenAi {
             "seed": request.seed,
             "stream": false,
         });
-        let limit_key = if self.official { "max_completion_tokens" } else { "max_tokens" };
+        let limit_key = if self.official {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
         body[limit_key] = json!(request.max_tokens);
-        let parsed = url::Url::parse(&url).map_err(|e| DocError::new(ErrorClass::BackendError, e.to_string()))?;
+        let parsed = url::Url::parse(&url)
+            .map_err(|e| DocError::new(ErrorClass::BackendError, e.to_string()))?;
         let resp = self
             .request(self.client.post(&url))
             .timeout(self.calls.timeout)
@@ -202,7 +221,12 @@ pub fn backend_transport_error(mut e: DocError) -> DocError {
 }
 
 /// Maps an error reply to a class: auth stops the run, 429/5xx retry, context length re-chunks.
-fn error_reply(status: u16, headers: &reqwest::header::HeaderMap, body: &str, model: &str) -> DocError {
+fn error_reply(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &str,
+    model: &str,
+) -> DocError {
     let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     let message = parsed["error"]["message"]
         .as_str()
@@ -212,11 +236,17 @@ fn error_reply(status: u16, headers: &reqwest::header::HeaderMap, body: &str, mo
         .to_string();
     let code = parsed["error"]["code"].as_str().unwrap_or("");
     let lower = message.to_lowercase();
-    let short: String = crate::sanitize::one_line(&message).chars().take(300).collect();
+    let short: String = crate::sanitize::one_line(&message)
+        .chars()
+        .take(300)
+        .collect();
     let (class, text) = if status == 401 || status == 403 {
         (ErrorClass::BackendAuth, format!("the openai backend refused the API key (HTTP {status}: {short}); check OPENAI_API_KEY"))
     } else if status == 429 {
-        (ErrorClass::BackendRateLimited, format!("the openai backend is rate limiting (HTTP 429: {short}); lower --jobs"))
+        (
+            ErrorClass::BackendRateLimited,
+            format!("the openai backend is rate limiting (HTTP 429: {short}); lower --jobs"),
+        )
     } else if code == "context_length_exceeded"
         || lower.contains("context length")
         || lower.contains("context_length")
@@ -224,13 +254,25 @@ fn error_reply(status: u16, headers: &reqwest::header::HeaderMap, body: &str, mo
         || lower.contains("too many tokens")
         || lower.contains("exceeds the context")
     {
-        (ErrorClass::ContextLength, format!("the prompt does not fit the model's context (HTTP {status}: {short})"))
+        (
+            ErrorClass::ContextLength,
+            format!("the prompt does not fit the model's context (HTTP {status}: {short})"),
+        )
     } else if status == 404 && (code == "model_not_found" || lower.contains("model")) {
-        (ErrorClass::ModelNotFound, format!("the openai backend has no model '{model}' (HTTP 404: {short}); check --model"))
+        (
+            ErrorClass::ModelNotFound,
+            format!("the openai backend has no model '{model}' (HTTP 404: {short}); check --model"),
+        )
     } else if status >= 500 {
-        (ErrorClass::BackendError, format!("the openai backend failed (HTTP {status}: {short})"))
+        (
+            ErrorClass::BackendError,
+            format!("the openai backend failed (HTTP {status}: {short})"),
+        )
     } else {
-        (ErrorClass::BackendBadResponse, format!("the openai backend rejected the request (HTTP {status}: {short})"))
+        (
+            ErrorClass::BackendBadResponse,
+            format!("the openai backend rejected the request (HTTP {status}: {short})"),
+        )
     };
     let mut err = DocError::new(class, text).with_status(status);
     err.retry_after = headers
@@ -243,14 +285,21 @@ fn error_reply(status: u16, headers: &reqwest::header::HeaderMap, body: &str, mo
 /// OpenAI's own models use tiktoken; anything else gets the conservative estimate.
 fn tokenizer_for(model: &str) -> Tokenizer {
     let m = model.to_ascii_lowercase();
-    let bpe = if m.starts_with("gpt-4o") || m.starts_with("gpt-4.1") || m.starts_with("gpt-5") || m.starts_with("o1") || m.starts_with("o3") || m.starts_with("o4") {
+    let bpe = if m.starts_with("gpt-4o")
+        || m.starts_with("gpt-4.1")
+        || m.starts_with("gpt-5")
+        || m.starts_with("o1")
+        || m.starts_with("o3")
+        || m.starts_with("o4")
+    {
         tiktoken_rs::o200k_base().ok()
     } else if m.starts_with("gpt-4") || m.starts_with("gpt-3.5") {
         tiktoken_rs::cl100k_base().ok()
     } else {
         None
     };
-    bpe.map(|b| Tokenizer::Tiktoken(Arc::new(b))).unwrap_or(Tokenizer::Estimate)
+    bpe.map(|b| Tokenizer::Tiktoken(Arc::new(b)))
+        .unwrap_or(Tokenizer::Estimate)
 }
 
 fn known_context(model: &str) -> Option<usize> {
@@ -259,7 +308,12 @@ fn known_context(model: &str) -> Option<usize> {
         Some(1_000_000)
     } else if m.starts_with("gpt-5") {
         Some(400_000)
-    } else if m.starts_with("gpt-4o") || m.starts_with("o1") || m.starts_with("o3") || m.starts_with("o4") || m.starts_with("gpt-4-turbo") {
+    } else if m.starts_with("gpt-4o")
+        || m.starts_with("o1")
+        || m.starts_with("o3")
+        || m.starts_with("o4")
+        || m.starts_with("gpt-4-turbo")
+    {
         Some(128_000)
     } else if m.starts_with("gpt-3.5") {
         Some(16_385)
@@ -278,16 +332,34 @@ mod tests {
     fn error_replies_are_classified() {
         let h = reqwest::header::HeaderMap::new();
         let ctx = r#"{"error":{"message":"This model's maximum context length is 8192 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
-        assert_eq!(error_reply(400, &h, ctx, "m").class, ErrorClass::ContextLength);
-        assert_eq!(error_reply(401, &h, "{}", "m").class, ErrorClass::BackendAuth);
-        assert_eq!(error_reply(429, &h, "{}", "m").class, ErrorClass::BackendRateLimited);
-        assert_eq!(error_reply(503, &h, "oops", "m").class, ErrorClass::BackendError);
-        assert_eq!(error_reply(400, &h, "{}", "m").class, ErrorClass::BackendBadResponse);
+        assert_eq!(
+            error_reply(400, &h, ctx, "m").class,
+            ErrorClass::ContextLength
+        );
+        assert_eq!(
+            error_reply(401, &h, "{}", "m").class,
+            ErrorClass::BackendAuth
+        );
+        assert_eq!(
+            error_reply(429, &h, "{}", "m").class,
+            ErrorClass::BackendRateLimited
+        );
+        assert_eq!(
+            error_reply(503, &h, "oops", "m").class,
+            ErrorClass::BackendError
+        );
+        assert_eq!(
+            error_reply(400, &h, "{}", "m").class,
+            ErrorClass::BackendBadResponse
+        );
     }
 
     #[test]
     fn tokenizers_by_model() {
-        assert!(matches!(tokenizer_for("gpt-4o-mini"), Tokenizer::Tiktoken(_)));
+        assert!(matches!(
+            tokenizer_for("gpt-4o-mini"),
+            Tokenizer::Tiktoken(_)
+        ));
         assert!(matches!(tokenizer_for("SmolLM2-135M"), Tokenizer::Estimate));
         assert_eq!(known_context("gpt-4o-mini"), Some(128_000));
     }
