@@ -193,7 +193,7 @@ pub fn looks_like_list(text: &str) -> bool {
 
 fn list_entries(text: &str) -> impl Iterator<Item = &str> {
     text.lines()
-        .map(str::trim)
+        .map(|l| l.split(" #").next().unwrap_or("").trim())
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
@@ -236,9 +236,18 @@ fn walk_dir(dir: &Path, out: &mut Vec<Source>) {
     for entry in walker {
         match entry {
             Ok(e) if e.file_type().is_file() => {
-                if DOC_EXTENSIONS.contains(&extension(e.path()).as_str()) {
-                    out.push(from_path(e.into_path()));
+                let ext = extension(e.path());
+                if !DOC_EXTENSIONS.contains(&ext.as_str()) {
+                    continue;
                 }
+                // A URL list lying in a folder of documents is not itself a document.
+                if matches!(ext.as_str(), "txt" | "text")
+                    && read_small_text(e.path()).is_some_and(|t| looks_like_list(&t))
+                {
+                    tracing::debug!(path = %e.path().display(), "skipping a URL list inside a directory");
+                    continue;
+                }
+                out.push(from_path(e.into_path()));
             }
             Ok(_) => {}
             Err(e) => {

@@ -190,15 +190,20 @@ async fn map_reduce<M: ChatModel>(
     text: &str,
     config: &SummarizeConfig,
 ) -> Result<Summary, DocError> {
-    let mut shrink = 1;
+    let mut cap = usize::MAX;
+    let mut attempts = 0;
     loop {
-        match map_reduce_once(model, title, text, config, shrink).await {
-            Err(e) if e.class == ErrorClass::ContextLength && shrink < 1 << RECHUNK_ATTEMPTS => {
-                tracing::info!(
-                    "context length exceeded; re-chunking at 1/{} of the budget",
-                    shrink * 2
-                );
-                shrink *= 2;
+        let (result, budget) = map_reduce_once(model, title, text, config, cap).await;
+        match result {
+            // The server knows its context better than we do: halve what we sent and retry.
+            Err(e)
+                if e.class == ErrorClass::ContextLength
+                    && attempts < RECHUNK_ATTEMPTS
+                    && budget > 64 =>
+            {
+                attempts += 1;
+                cap = budget.min(model.tokenizer().count(text)) / 2;
+                tracing::info!(cap, "context length exceeded; re-chunking smaller");
             }
             other => return other,
         }
@@ -210,8 +215,8 @@ async fn map_reduce_once<M: ChatModel>(
     title: &str,
     text: &str,
     config: &SummarizeConfig,
-    shrink: usize,
-) -> Result<Summary, DocError> {
+    cap: usize,
+) -> (Result<Summary, DocError>, usize) {
     let tok = model.tokenizer();
     let count = |s: &str| tok.count(s);
     let final_vars = Vars {
@@ -236,13 +241,30 @@ async fn map_reduce_once<M: ChatModel>(
     let budget = match config.chunk_tokens {
         Some(n) => n,
         None => context.saturating_sub(overhead + reserve + 16),
-    } / shrink;
+    }
+    .min(cap);
     if budget < 32 {
-        return Err(DocError::new(
+        let e = DocError::new(
             ErrorClass::ContextLength,
             format!("the model's context ({context} tokens) leaves no room for the document after the prompt; raise --context-tokens or use a shorter --length"),
-        ));
+        );
+        return (Err(e), budget);
     }
+    (
+        reduce(model, text, config, budget, &final_vars, map_length).await,
+        budget,
+    )
+}
+
+async fn reduce<M: ChatModel>(
+    model: &M,
+    text: &str,
+    config: &SummarizeConfig,
+    budget: usize,
+    final_vars: &Vars<'_>,
+    map_length: crate::config::Length,
+) -> Result<Summary, DocError> {
+    let count = |s: &str| model.tokenizer().count(s);
     let mut summary = Summary::default();
     let mut current = text.to_string();
     for depth in 0.. {

@@ -1,0 +1,663 @@
+//! End-to-end tests of the real `summarize` binary against real HTTP servers on 127.0.0.1.
+//! There is no OpenAI or Ollama service here, so their APIs are played by in-test servers that
+//! speak each API's exact wire format (success and error replies); a real OpenAI-compatible
+//! server (llama.cpp) is exercised by `make test-integration`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{article, records, summarize, Reply, Request, Server};
+use serde_json::{json, Value};
+
+fn field<'a>(rec: &'a Value, key: &str) -> &'a str {
+    rec[key].as_str().unwrap_or("")
+}
+
+fn gzip_bomb() -> Vec<u8> {
+    use flate2::{write::GzEncoder, Compression};
+    let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+    let zeros = vec![b' '; 1 << 20];
+    for _ in 0..64 {
+        enc.write_all(&zeros).unwrap();
+    }
+    enc.finish().unwrap()
+}
+
+/// The mixed URL list of issue 2: every input reported once, in order, with the right class.
+#[test]
+fn issue2_url_list_with_faults_reports_every_input_once() {
+    let bomb = Arc::new(gzip_bomb());
+    let hits_429 = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let bomb = bomb.clone();
+        let hits_429 = hits_429.clone();
+        Server::start(move |req: &Request| match req.path.as_str() {
+            "/good" => Reply::html(article("Good Page", "the new bridge")),
+            "/missing" => Reply::status(404, "text/html", "<h1>Not Found</h1>"),
+            "/slow" => Reply::Hang(Duration::from_secs(8)),
+            "/huge" => Reply::html(format!(
+                "<html><body><p>{}</p></body></html>",
+                "word ".repeat(400_000)
+            )),
+            "/bomb" => Reply::Full {
+                status: 200,
+                headers: vec![
+                    ("Content-Type".into(), "text/html".into()),
+                    ("Content-Encoding".into(), "gzip".into()),
+                ],
+                body: bomb.to_vec(),
+            },
+            "/paper.pdf" => Reply::status(200, "application/pdf", b"%PDF-1.7 binary".to_vec()),
+            "/busy" => {
+                if hits_429.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Reply::status(429, "text/plain", "slow down").with_header("Retry-After", "1")
+                } else {
+                    Reply::html(article("Busy Page", "the harbour festival"))
+                }
+            }
+            "/latin" => {
+                let mut body =
+                    b"<html><head><title>Caf\xe9 review</title></head><body><article><p>".to_vec();
+                for _ in 0..5 {
+                    body.extend_from_slice(b"The caf\xe9 on the corner serves cr\xe8me br\xfbl\xe9e and \x93strong\x94 coffee every morning. ");
+                }
+                body.extend_from_slice(b"</p></article></body></html>");
+                Reply::status(200, "text/html; charset=windows-1252", body)
+            }
+            _ => Reply::status(404, "text/plain", "no"),
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let paths = [
+        "/good",
+        "/missing",
+        "/slow",
+        "/huge",
+        "/bomb",
+        "/paper.pdf",
+        "/busy",
+        "/latin",
+    ];
+    let list: String = paths.iter().map(|p| server.url(p) + "\n").collect();
+    let list_path = dir.path().join("urls.txt");
+    std::fs::write(&list_path, format!("# test list\n{list}")).unwrap();
+
+    let out = summarize(dir.path())
+        .args([
+            "--timeout",
+            "2",
+            "--retries",
+            "1",
+            "--max-bytes",
+            "1000000",
+            "-q",
+        ])
+        .arg(&list_path)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    let sources: Vec<&str> = recs.iter().map(|r| field(r, "source")).collect();
+    let expected: Vec<String> = paths.iter().map(|p| server.url(p)).collect();
+    assert_eq!(sources, expected, "every input once, in input order");
+    let classes: Vec<&str> = recs.iter().map(|r| field(r, "error_class")).collect();
+    assert_eq!(
+        classes,
+        [
+            "",
+            "http_client_error",
+            "timeout",
+            "too_large",
+            "too_large",
+            "unsupported_content",
+            "",
+            "",
+        ]
+    );
+    assert_eq!(recs[1]["http_status"], 404);
+    assert!(field(&recs[0], "summary").contains("bridge"));
+    assert_eq!(field(&recs[0], "title"), "Good Page");
+    assert!(hits_429.load(Ordering::SeqCst) >= 2, "the 429 was retried");
+    assert_eq!(field(&recs[6], "status"), "ok");
+    assert!(field(&recs[7], "summary").contains("café"), "{}", recs[7]);
+    assert!(field(&recs[7], "summary").contains("crème brûlée"));
+    assert!(field(&recs[7], "summary").contains("“strong”"));
+    for r in &recs {
+        if field(r, "status") == "error" {
+            assert!(
+                field(r, "error").starts_with(&server.url("/")),
+                "errors name the input: {r}"
+            );
+        }
+    }
+}
+
+#[test]
+fn extract_keeps_paragraphs_and_puts_the_headline_in_title() {
+    let home = tempfile::tempdir().unwrap();
+    let out = summarize(home.path())
+        .args([
+            "extract",
+            "-q",
+            "samples/article.html",
+            "samples/field-guide.md",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(
+        field(&recs[0], "title"),
+        "Riverside Library Starts Lending Tools, Not Just Books"
+    );
+    assert_eq!(field(&recs[0], "author"), "Dana Okafor");
+    let text = field(&recs[0], "text");
+    assert!(
+        !text.contains("Riverside Library Starts Lending"),
+        "headline stays out of text"
+    );
+    assert!(text.contains("tool-lending shelf on Monday"));
+    assert!(text.contains("\n\n"), "paragraph breaks kept");
+    assert!(!text.contains("Related stories") && !text.contains("All rights reserved"));
+    assert_eq!(
+        field(&recs[1], "title"),
+        "A Field Guide to Backyard Composting"
+    );
+    assert!(recs[1]["words"].as_u64().unwrap() > 200);
+}
+
+#[test]
+fn select_and_exclude_narrow_the_page() {
+    let home = tempfile::tempdir().unwrap();
+    let out = summarize(home.path())
+        .args(["extract", "-q", "--select", "aside", "samples/article.html"])
+        .output()
+        .unwrap();
+    let recs = records(&out.stdout);
+    assert!(field(&recs[0], "text").contains("Council approves new bike lanes"));
+    let out = summarize(home.path())
+        .args([
+            "extract",
+            "-q",
+            "--exclude",
+            "p:nth-of-type(2)",
+            "samples/article.html",
+        ])
+        .output()
+        .unwrap();
+    let recs = records(&out.stdout);
+    assert!(!field(&recs[0], "text").contains("tool-lending shelf on Monday"));
+    let out = summarize(home.path())
+        .args(["extract", "--select", "p[", "samples/article.html"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--select"));
+}
+
+#[test]
+fn formats_stats_and_stdin() {
+    let home = tempfile::tempdir().unwrap();
+    let stats = home.path().join("stats.json");
+    let out = summarize(home.path())
+        .args(["-f", "csv", "-q", "--stats"])
+        .arg(&stats)
+        .arg("-")
+        .write_stdin("samples/article.html\n# comment\nsamples/missing.html\n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    for col in [
+        "id",
+        "source",
+        "status",
+        "error_class",
+        "summary",
+        "tokens_in",
+        "fetch_ms",
+        "total_ms",
+        "summary_words",
+    ] {
+        assert!(header.iter().any(|h| h == col), "missing column {col}");
+    }
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    let stats: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(stats["ok"], 1);
+    assert_eq!(stats["error"], 1);
+    assert_eq!(stats["error_classes"]["invalid_input"], 1);
+    assert!(stats["latency"]["total"]["p99_ms"].is_number());
+
+    let out = summarize(home.path())
+        .args(["-f", "md", "-q", "samples/field-guide.md"])
+        .output()
+        .unwrap();
+    let md = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        md.starts_with("## A Field Guide to Backyard Composting\n"),
+        "{md}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    let home = tempfile::tempdir().unwrap();
+    let out = summarize(home.path())
+        .args(["--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = summarize(home.path())
+        .args(["-b", "openai", "samples/article.html"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("OPENAI_API_KEY"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let out = summarize(home.path())
+        .args(["--length", "lots", "samples/article.html"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = summarize(home.path())
+        .args([
+            "-o",
+            "/nonexistent-dir/report.jsonl",
+            "samples/article.html",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-dir/report.jsonl"));
+}
+
+#[test]
+fn closed_stdout_pipe_is_not_an_error() {
+    let home = tempfile::tempdir().unwrap();
+    let jsonl = home.path().join("many.jsonl");
+    let mut lines = String::new();
+    for i in 0..400 {
+        lines.push_str(&json!({"id": i, "text": "One sentence about the harbour. Another sentence about the boats and the tide. A third about the fish market."}).to_string());
+        lines.push('\n');
+    }
+    std::fs::write(&jsonl, lines).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("summarize");
+    let mut child = std::process::Command::new(bin)
+        .env("HOME", home.path())
+        .args(["-q", "-j", "1"])
+        .arg(&jsonl)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn sigint_keeps_finished_records_and_exits_130() {
+    let server = Server::start(|req: &Request| match req.path.as_str() {
+        "/fast" => Reply::html(article("Fast", "the quick answer")),
+        _ => Reply::Hang(Duration::from_secs(20)),
+    });
+    let home = tempfile::tempdir().unwrap();
+    let report = home.path().join("report.jsonl");
+    let bin = assert_cmd::cargo::cargo_bin("summarize");
+    let child = std::process::Command::new(bin)
+        .env("HOME", home.path())
+        .args(["-q", "--timeout", "30", "-o"])
+        .arg(&report)
+        .args([
+            server.url("/fast"),
+            server.url("/hang1"),
+            server.url("/hang2"),
+        ])
+        .spawn()
+        .unwrap();
+    // Wait until the fast record is on disk, then interrupt.
+    for _ in 0..100 {
+        if std::fs::read_to_string(&report)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+            >= 1
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let recs = records(&std::fs::read(&report).unwrap());
+    assert_eq!(recs.len(), 1);
+    assert_eq!(field(&recs[0], "status"), "ok");
+}
+
+/// The OpenAI chat-completions wire format, played by an in-test server (no OpenAI here).
+fn openai_server(key: &'static str, reply: &'static str) -> Server {
+    Server::start(move |req: &Request| {
+        if req.header("authorization") != Some(&format!("Bearer {key}")) {
+            return Reply::json(
+                401,
+                json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}}),
+            );
+        }
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/v1/models") => Reply::json(
+                200,
+                json!({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model", "owned_by": "system"}]}),
+            ),
+            ("POST", "/v1/chat/completions") => {
+                let body = req.json();
+                let user = body["messages"][1]["content"].as_str().unwrap_or("");
+                if body["temperature"] != json!(0.0)
+                    || body["seed"] != json!(42)
+                    || body["model"] != "gpt-4o-mini"
+                {
+                    return Reply::json(
+                        400,
+                        json!({"error": {"message": format!("unexpected request {body}")}}),
+                    );
+                }
+                // A small model context: long prompts are refused the way OpenAI refuses them.
+                if user.len() > 6000 {
+                    return Reply::json(
+                        400,
+                        json!({"error": {"message": "This model's maximum context length is 2048 tokens. However, your messages resulted in 3000 tokens.", "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}),
+                    );
+                }
+                Reply::json(
+                    200,
+                    json!({
+                        "id": "chatcmpl-123", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o-mini",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 120, "completion_tokens": 9, "total_tokens": 129}
+                    }),
+                )
+            }
+            _ => Reply::json(404, json!({"error": {"message": "not found"}})),
+        }
+    })
+}
+
+#[test]
+fn openai_backend_wire_format_tokens_and_reasoning_strip() {
+    let server = openai_server(
+        "sk-test-SENTINEL-123",
+        "<think>Let me plan.</think>\nThe library lends tools.",
+    );
+    let home = tempfile::tempdir().unwrap();
+    let out = summarize(home.path())
+        .env("OPENAI_API_KEY", "sk-test-SENTINEL-123")
+        .env("OPENAI_BASE_URL", server.url("/v1"))
+        .args(["-b", "openai", "-vv", "samples/article.html"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    assert_eq!(field(&recs[0], "summary"), "The library lends tools.");
+    assert_eq!(recs[0]["tokens_in"], 120);
+    assert_eq!(recs[0]["tokens_out"], 9);
+    assert_eq!(field(&recs[0], "model"), "gpt-4o-mini");
+    let chat = server
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.path == "/v1/chat/completions")
+        .cloned()
+        .unwrap();
+    let body = chat.json();
+    assert_eq!(body["messages"][0]["role"], "system");
+    let user = body["messages"][1]["content"].as_str().unwrap();
+    assert!(user.contains("<<<DOCUMENT"), "document fenced: {user}");
+    assert!(user.contains("tool-lending shelf"));
+    assert_eq!(body["stream"], false);
+    for stream in [&out.stdout, &out.stderr] {
+        assert!(
+            !String::from_utf8_lossy(stream).contains("SENTINEL"),
+            "the key leaked"
+        );
+    }
+}
+
+#[test]
+fn openai_context_length_error_rechunks_and_map_reduces() {
+    let server = openai_server("k", "Partial or final summary.");
+    let home = tempfile::tempdir().unwrap();
+    let long: String = (0..80)
+        .map(|i| format!("Paragraph {i} describes one more detail of the long council meeting and its many decisions.\n\n"))
+        .collect();
+    let doc = home.path().join("long.txt");
+    std::fs::write(&doc, &long).unwrap();
+    let out = summarize(home.path())
+        .env("OPENAI_API_KEY", "k")
+        .env("OPENAI_BASE_URL", server.url("/v1"))
+        .args(["-b", "openai", "--context-tokens", "100000", "-q"])
+        .arg(&doc)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    let chunks = recs[0]["chunks"].as_u64().unwrap();
+    assert!(chunks > 1, "a context-length error re-chunks: {}", recs[0]);
+    assert_eq!(field(&recs[0], "summary"), "Partial or final summary.");
+
+    let out = summarize(home.path())
+        .env("OPENAI_API_KEY", "k")
+        .env("OPENAI_BASE_URL", server.url("/v1"))
+        .args(["-b", "openai", "--chunk-tokens", "200", "-q"])
+        .arg(&doc)
+        .output()
+        .unwrap();
+    let recs = records(&out.stdout);
+    let chunks = recs[0]["chunks"].as_u64().unwrap();
+    assert!(chunks >= 4, "{}", recs[0]);
+    assert_eq!(recs[0]["tokens_in"].as_u64().unwrap() % 120, 0);
+    assert!(
+        recs[0]["tokens_in"].as_u64().unwrap() / 120 > chunks,
+        "map calls plus a reduce call"
+    );
+}
+
+#[test]
+fn openai_auth_failure_stops_the_run_with_exit_2() {
+    let server = openai_server("right-key", "x");
+    let home = tempfile::tempdir().unwrap();
+    let out = summarize(home.path())
+        .env("OPENAI_API_KEY", "wrong-key-SENTINEL")
+        .env("OPENAI_BASE_URL", server.url("/v1"))
+        .args(["-b", "openai", "samples/article.html"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("OPENAI_API_KEY") && !err.contains("SENTINEL"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing ran");
+}
+
+#[test]
+fn openai_rate_limit_and_server_errors_are_retried() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let calls = calls.clone();
+        Server::start(move |req: &Request| {
+            match req.path.as_str() {
+            "/v1/models" => Reply::json(200, json!({"object": "list", "data": []})),
+            _ => match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Reply::json(429, json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}})).with_header("Retry-After", "0"),
+                1 => Reply::json(503, json!({"error": {"message": "overloaded"}})),
+                _ => Reply::json(200, json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "Fine."}, "finish_reason": "stop"}]})),
+            },
+        }
+        })
+    };
+    let home = tempfile::tempdir().unwrap();
+    let out = summarize(home.path())
+        .env("OPENAI_BASE_URL", server.url("/v1"))
+        .args([
+            "-b",
+            "openai",
+            "-m",
+            "local-model",
+            "--retries",
+            "3",
+            "-q",
+            "samples/article.html",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let recs = records(&out.stdout);
+    assert_eq!(field(&recs[0], "summary"), "Fine.");
+    assert_eq!(
+        recs[0]["tokens_in"], 0,
+        "no usage block, no invented numbers"
+    );
+}
+
+/// Ollama's /api/show and /api/chat wire format, played by an in-test server (no Ollama here).
+fn ollama_server() -> Server {
+    Server::start(|req: &Request| {
+        let body = req.json();
+        match req.path.as_str() {
+            "/api/show" if body["model"] == "smol" => Reply::json(
+                200,
+                json!({
+                    "modelfile": "FROM smol", "details": {"family": "llama", "parameter_size": "135M"},
+                    "model_info": {"general.architecture": "llama", "llama.context_length": 4096}
+                }),
+            ),
+            "/api/show" => Reply::json(
+                404,
+                json!({"error": format!("model '{}' not found", body["model"].as_str().unwrap_or(""))}),
+            ),
+            "/api/chat" => {
+                if body["stream"] != false
+                    || body["options"]["num_ctx"] != 4096
+                    || body["options"]["temperature"] != json!(0.0)
+                {
+                    return Reply::json(
+                        400,
+                        json!({"error": format!("unexpected request {body}")}),
+                    );
+                }
+                Reply::json(
+                    200,
+                    json!({
+                        "model": "smol", "created_at": "2026-01-01T00:00:00Z",
+                        "message": {"role": "assistant", "content": "<think>\nhmm\n</think>\n\nOllama summary."},
+                        "done": true, "done_reason": "stop", "total_duration": 1000,
+                        "prompt_eval_count": 321, "eval_count": 12
+                    }),
+                )
+            }
+            _ => Reply::status(404, "text/plain", "404 page not found"),
+        }
+    })
+}
+
+#[test]
+fn ollama_backend_sets_num_ctx_and_records_counts() {
+    let server = ollama_server();
+    let home = tempfile::tempdir().unwrap();
+    let out = summarize(home.path())
+        .env("OLLAMA_HOST", server.addr.to_string())
+        .args(["-b", "ollama", "-m", "smol", "-q", "samples/article.html"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    assert_eq!(field(&recs[0], "summary"), "Ollama summary.");
+    assert_eq!(recs[0]["tokens_in"], 321);
+    assert_eq!(recs[0]["tokens_out"], 12);
+    assert_eq!(field(&recs[0], "backend"), "ollama");
+
+    let out = summarize(home.path())
+        .env("OLLAMA_HOST", server.addr.to_string())
+        .args(["-b", "ollama", "-m", "nope", "samples/article.html"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ollama pull nope"));
+}
+
+#[test]
+fn unreachable_backend_is_a_configuration_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let home = tempfile::tempdir().unwrap();
+    let out = summarize(home.path())
+        .env("OLLAMA_HOST", format!("127.0.0.1:{port}"))
+        .args(["-b", "ollama", "samples/article.html"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach Ollama") && err.contains("ollama serve"),
+        "{err}"
+    );
+}

@@ -1,0 +1,282 @@
+//! Test support: a real HTTP/1.1 server on 127.0.0.1, written on raw sockets so that tests can
+//! inject the faults a library server would refuse to produce (hangs, drips, resets mid-body,
+//! lying headers), and helpers to run the real `summarize` binary with a clean environment.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+/// What the server does with a request.
+pub enum Reply {
+    /// A complete response.
+    Full {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Accept the request, then say nothing for this long and close.
+    Hang(Duration),
+    /// Send headers, then `body` a few bytes at a time with a pause between.
+    Drip {
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        every: Duration,
+    },
+    /// Send headers announcing `declared` bytes, send `partial`, then reset the connection.
+    ResetMidBody { declared: usize, partial: Vec<u8> },
+    /// Close the connection without any response.
+    Close,
+}
+
+impl Reply {
+    pub fn status(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply::Full {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+    pub fn html(body: impl Into<Vec<u8>>) -> Reply {
+        Reply::status(200, "text/html; charset=utf-8", body)
+    }
+    pub fn json(status: u16, value: serde_json::Value) -> Reply {
+        Reply::status(status, "application/json", value.to_string())
+    }
+    pub fn with_header(mut self, name: &str, value: &str) -> Reply {
+        if let Reply::Full { headers, .. } = &mut self {
+            headers.push((name.into(), value.into()));
+        }
+        self
+    }
+}
+
+pub type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
+
+/// A running server; it stops when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Server {
+    pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        {
+            let stop = stop.clone();
+            let requests = requests.clone();
+            thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let handler = handler.clone();
+                    let requests = requests.clone();
+                    thread::spawn(move || serve(conn, &*handler, &requests));
+                }
+            });
+        }
+        Server {
+            addr,
+            stop,
+            requests,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn count(&self, path: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn serve(conn: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut first = String::new();
+    if reader.read_line(&mut first).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = first.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let request = Request {
+        method,
+        path,
+        headers,
+        body,
+    };
+    log.lock().unwrap().push(request.clone());
+    let mut conn = conn;
+    match handler(&request) {
+        Reply::Full {
+            status,
+            headers,
+            body,
+        } => {
+            let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+            for (k, v) in &headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str(&format!(
+                "Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            ));
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&body);
+        }
+        Reply::Hang(d) => thread::sleep(d),
+        Reply::Drip {
+            headers,
+            body,
+            every,
+        } => {
+            let mut head = "HTTP/1.1 200 OK\r\n".to_string();
+            for (k, v) in &headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str(&format!(
+                "Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            ));
+            let _ = conn.write_all(head.as_bytes());
+            for piece in body.chunks(16) {
+                if conn.write_all(piece).is_err() {
+                    return;
+                }
+                thread::sleep(every);
+            }
+        }
+        Reply::ResetMidBody { declared, partial } => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {declared}\r\n\r\n"
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&partial);
+            let _ = conn.flush();
+            thread::sleep(Duration::from_millis(50));
+            drop(conn);
+            return;
+        }
+        Reply::Close => return,
+    }
+    let _ = conn.flush();
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        301 | 302 => "Found",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        410 => "Gone",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// An article long enough to summarize, with a title and a distinctive phrase.
+pub fn article(title: &str, phrase: &str) -> String {
+    let mut body = String::new();
+    for i in 0..6 {
+        body.push_str(&format!(
+            "<p>Paragraph {i} of the story about {phrase}. Reporters spoke with residents, officials and experts, who described what happened in detail and why it matters for the town. The council will meet again next month to decide on the budget.</p>\n"
+        ));
+    }
+    format!(
+        "<!doctype html><html><head><title>{title}</title></head><body><nav>Home | About | Contact</nav><article><h1>{title}</h1>{body}</article><footer>Copyright</footer></body></html>"
+    )
+}
+
+/// The binary under test with a clean environment: no API keys, no user config, a private HOME.
+pub fn summarize(home: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("summarize").unwrap();
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Parses a JSONL report.
+pub fn records(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {e}: {l}")))
+        .collect()
+}
