@@ -18,6 +18,10 @@
 #   LLAMA_N_CTX           context size (default 2048)
 #   LLAMA_N_THREADS       threads (default 2)
 #   LLAMA_SEED            model seed (default 42)
+#   LLAMA_MODEL_ALIAS     id reported by /v1/models (default: the model path)
+#   LLAMA_KV_REUSE        1 = keep llama-cpp-python's KV-cache prefix reuse between
+#                         requests (default 0: every request is evaluated from
+#                         scratch, which makes output independent of earlier requests)
 #   LLAMA_START_TIMEOUT   seconds to wait for readiness (default 120)
 #   TMPDIR                where the pid/log files go (default /tmp)
 set -euo pipefail
@@ -40,14 +44,36 @@ log() { printf 'llama-server: %s\n' "$*" >&2; }
 die() { printf 'llama-server: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2
 }
 
 pid_file() { printf '%s/summarize-llama-%s.pid' "$RUNDIR" "$1"; }
 log_file() { printf '%s/summarize-llama-%s.log' "$RUNDIR" "$1"; }
 
+# llama-cpp-python reuses the KV cache for the longest common prefix with the
+# previous request. An exact repeat of the previous prompt then re-evaluates
+# only its last token (single-token kernel instead of the batched one), which
+# changes the logits slightly and can change greedy (temperature 0) output.
+# This shim forces a full re-evaluation per request so identical requests give
+# identical output regardless of what was served before. Same process, so the
+# recorded PID stays valid.
+SERVER_SHIM='
+import runpy, sys
+import llama_cpp.llama as _L
+_orig_generate = _L.Llama.generate
+def _generate_from_scratch(self, *args, **kwargs):
+    if kwargs.get("reset", True) and len(args) < 8:
+        self.reset()
+    return (yield from _orig_generate(self, *args, **kwargs))
+_L.Llama.generate = _generate_from_scratch
+sys.argv[0] = "llama_cpp.server"
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+'
+
 check_port() {
-  [[ "${1:-}" =~ ^[0-9]+$ ]] && (( $1 >= 1 && $1 <= 65535 )) || die "invalid PORT '${1:-}'"
+  if ! [[ "${1:-}" =~ ^[1-9][0-9]{0,4}$ ]] || (( $1 > 65535 )); then
+    die "invalid PORT '${1:-}'"
+  fi
 }
 
 # HTTP status of GET URL ("000" when nothing answers). curl if present, else python.
@@ -106,6 +132,8 @@ cmd_install() {
     || die "no C compiler found (need gcc/g++ to build llama.cpp)"
 
   export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+  # Note: llama.cpp builds with -march=native by default, so the venv is tied
+  # to this CPU family; don't share a cached venv across different runners.
   export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}"
   log "building llama-cpp-python[server]==$LLAMA_CPP_VERSION (CMAKE_ARGS='$CMAKE_ARGS', jobs=$CMAKE_BUILD_PARALLEL_LEVEL); this takes several minutes"
   "$VPY" -m pip install --no-cache-dir "llama-cpp-python[server]==$LLAMA_CPP_VERSION" >&2
@@ -122,6 +150,10 @@ running_pid() {
   pid="$(cat "$pf" 2>/dev/null || true)"
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
+  # Guard against a stale pidfile whose PID was reused by another process.
+  if [[ -r "/proc/$pid/cmdline" ]]; then
+    grep -qa 'llama_cpp' "/proc/$pid/cmdline" || return 1
+  fi
   printf '%s' "$pid"
 }
 
@@ -155,24 +187,41 @@ cmd_start() {
   fi
 
   local threads="${LLAMA_N_THREADS:-2}"
+  # --verbose false: no llama.cpp load/perf chatter (uvicorn access log stays).
+  # --seed: fixed RNG seed (requests may also pass "seed"; temperature 0 is greedy).
+  # --logits_all false: only last-token logits; ~35% faster prompt processing,
+  #   but requests asking for "logprobs" are then rejected.
+  # --cache false: no prompt cache, so identical requests do identical work.
   log "starting llama_cpp.server on 127.0.0.1:$port with $model (log: $lf)"
+  local extra=()
+  [[ -n "${LLAMA_MODEL_ALIAS:-}" ]] && extra+=(--model_alias "$LLAMA_MODEL_ALIAS")
+  local entry=(-m llama_cpp.server)
+  [[ "${LLAMA_KV_REUSE:-0}" == "1" ]] || entry=(-c "$SERVER_SHIM")
   # setsid (when available) puts the server in its own session so it
   # survives the caller's shell/CI step and can be stopped as a group.
+  # env/nohup/setsid all exec, so $! is the python server's PID.
   local launcher=()
   command -v setsid >/dev/null 2>&1 && launcher=(setsid)
-  PYTHONUNBUFFERED=1 nohup "${launcher[@]}" "$VPY" -m llama_cpp.server \
+  # CONFIG_FILE / API_KEY would be picked up from the environment by the
+  # server's settings loader and override or break the flags below.
+  env -u CONFIG_FILE -u API_KEY PYTHONUNBUFFERED=1 \
+    nohup ${launcher[@]+"${launcher[@]}"} "$VPY" "${entry[@]}" \
     --model "$model" \
     --host 127.0.0.1 --port "$port" \
     --n_ctx "${LLAMA_N_CTX:-2048}" \
     --n_threads "$threads" --n_threads_batch "$threads" \
     --seed "${LLAMA_SEED:-42}" \
     --verbose false \
+    --logits_all false \
+    --cache false \
+    ${extra[@]+"${extra[@]}"} \
     </dev/null >"$lf" 2>&1 &
   pid=$!
   printf '%s\n' "$pid" >"$pf"
 
-  local timeout="${LLAMA_START_TIMEOUT:-120}" waited=0
+  local timeout="${LLAMA_START_TIMEOUT:-120}" waited=0 start_s=$SECONDS
   while :; do
+    waited=$((SECONDS - start_s))
     if ! kill -0 "$pid" 2>/dev/null; then
       log "server process $pid exited during startup; log tail:"
       tail -n 40 "$lf" >&2 || true
@@ -190,7 +239,6 @@ cmd_start() {
       exit 1
     fi
     sleep 1
-    waited=$((waited + 1))
   done
   log "ready after ~${waited}s (pid $pid)"
   printf '%s\n' "$url"

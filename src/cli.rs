@@ -31,6 +31,56 @@ fn version_text() -> &'static str {
 pub enum Command {
     /// Extract the main text of each input without summarizing: one record per input.
     Extract(ExtractArgs),
+    /// Score an existing JSONL report against reference summaries (ROUGE), without re-running.
+    ///
+    /// Per-record scores go to stdout as JSONL, the aggregate to stderr. Failed records score 0.
+    /// Exit status 1 when a --min-* gate fails.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The JSONL report of an earlier run.
+    #[arg(value_name = "REPORT")]
+    pub report: PathBuf,
+
+    /// Reference summaries: JSONL {"id", "reference"} or CSV with id and reference columns.
+    #[arg(long, value_name = "FILE")]
+    pub references: PathBuf,
+
+    /// How the aggregate is printed on stderr.
+    #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
+    pub format: EvalFormat,
+
+    /// Also write the aggregate as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+
+    /// Score without Porter stemming (rouge-score's use_stemmer=False).
+    #[arg(long)]
+    pub no_stem: bool,
+
+    /// Fail (exit 1) when the mean ROUGE-1 F is below X (0-1, or points such as 40.4).
+    #[arg(long, value_name = "X")]
+    pub min_rouge1: Option<f64>,
+
+    /// Fail (exit 1) when the mean ROUGE-2 F is below X.
+    #[arg(long, value_name = "X")]
+    pub min_rouge2: Option<f64>,
+
+    /// Fail (exit 1) when the mean ROUGE-L F is below X.
+    #[arg(long = "min-rougeL", value_name = "X")]
+    pub min_rouge_l: Option<f64>,
+
+    /// Fail (exit 1) when the mean ROUGE-Lsum F is below X.
+    #[arg(long = "min-rougeLsum", value_name = "X")]
+    pub min_rouge_lsum: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvalFormat {
+    Table,
+    Json,
 }
 
 /// Options shared by every subcommand that reads inputs.
@@ -136,6 +186,10 @@ pub struct SummarizeArgs {
     #[arg(long, value_name = "T", default_value_t = 0.0)]
     pub temperature: f32,
 
+    /// Reference summaries (JSONL {"id","reference"} or CSV id,reference): adds ROUGE to records.
+    #[arg(long, value_name = "FILE")]
+    pub references: Option<PathBuf>,
+
     /// Sampling seed for model backends.
     #[arg(long, value_name = "N", default_value_t = 42)]
     pub seed: u64,
@@ -176,7 +230,7 @@ mod tests {
                 assert_eq!(args.input.inputs, vec!["a.html"]);
                 assert_eq!(args.input.format, Format::Csv);
             }
-            None => panic!("expected the extract subcommand"),
+            _ => panic!("expected the extract subcommand"),
         }
         let cli = Cli::try_parse_from(["summarize", "urls.txt", "-b", "ollama"]).unwrap();
         assert!(cli.command.is_none());

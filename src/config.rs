@@ -77,6 +77,8 @@ pub struct SummarizeConfig {
     pub temperature: f32,
     /// Sampling seed.
     pub seed: u64,
+    /// Reference summaries by record id, for ROUGE in the report.
+    pub references: std::sync::Arc<crate::eval::references::References>,
 }
 
 /// Backend selection with what each needs to connect.
@@ -322,6 +324,10 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
         context_tokens: args.context_tokens,
         temperature: args.temperature,
         seed: args.seed,
+        references: std::sync::Arc::new(match &args.references {
+            Some(path) => crate::eval::references::load(path)?,
+            None => Default::default(),
+        }),
     });
     Ok(config)
 }

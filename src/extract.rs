@@ -88,7 +88,11 @@ pub fn extract(
         DocKind::Html => extract_html(body, config, source)?,
         DocKind::Markdown => extract_markdown(body),
         DocKind::Text => Extracted {
-            text: reflow(body),
+            text: if looks_hard_wrapped(body) {
+                reflow(body)
+            } else {
+                normalize_paragraphs(body)
+            },
             ..Extracted::default()
         },
     };
@@ -263,6 +267,22 @@ pub fn normalize_paragraphs(text: &str) -> String {
         out.push_str(&line);
     }
     out
+}
+
+/// Hard-wrapped prose (an email, a README) has lines of similar width, none much over 80
+/// characters; a transcript or a one-paragraph-per-line file does not, and keeps its lines.
+fn looks_hard_wrapped(text: &str) -> bool {
+    let lines: Vec<usize> = text
+        .lines()
+        .map(|l| l.trim_end().chars().count())
+        .filter(|&n| n > 0)
+        .collect();
+    if lines.len() < 3 {
+        return false;
+    }
+    let max = lines.iter().copied().max().unwrap_or(0);
+    let wide = lines.iter().filter(|&&n| (40..=100).contains(&n)).count();
+    max <= 100 && wide * 10 >= lines.len() * 6
 }
 
 /// Hard-wrapped text: paragraphs end at blank lines, wrapped lines are joined with a space, and
@@ -507,12 +527,17 @@ mod tests {
 
     #[test]
     fn plain_text_paragraphs() {
-        let text = "one two three\nfour five\n\n\nsix seven\n- eight\n- nine";
-        let out = extract(text, DocKind::Text, &ExtractConfig::default(), "x").unwrap();
+        let wrapped = "The first paragraph was wrapped by an editor at a\nfixed width, so its lines run on into each other\nuntil a blank line ends the paragraph for good.\n\nA second one follows with a list of things:\n- eight\n- nine\n";
+        let out = extract(wrapped, DocKind::Text, &ExtractConfig::default(), "x").unwrap();
         assert_eq!(
             out.text,
-            "one two three four five\n\nsix seven\n- eight\n- nine"
+            "The first paragraph was wrapped by an editor at a fixed width, so its lines run on into each other until a blank line ends the paragraph for good.\n\nA second one follows with a list of things:\n- eight\n- nine"
         );
-        assert_eq!(out.words, 9);
+        let transcript = "Alice: we should start.\nBob: agreed, the budget first.\nAlice: fine.\n";
+        let out = extract(transcript, DocKind::Text, &ExtractConfig::default(), "x").unwrap();
+        assert_eq!(
+            out.text,
+            "Alice: we should start.\n\nBob: agreed, the budget first.\n\nAlice: fine."
+        );
     }
 }

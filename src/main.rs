@@ -9,8 +9,10 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use summarize::backend::{Backend, CallSettings};
-use summarize::cli::{Cli, Command};
+use summarize::cli::{Cli, Command, EvalArgs, EvalFormat};
 use summarize::config::{self, Config, ProcessEnv};
+use summarize::eval::references;
+use summarize::eval::score_report::{self, Gates};
 use summarize::exit::Exit;
 use summarize::fetch::{self, Fetcher};
 use summarize::report::Sink;
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     };
     let verbose = match &cli.command {
         Some(Command::Extract(a)) => a.input.verbose,
+        Some(Command::Eval(_)) => 0,
         None => cli.summarize.input.verbose,
     };
     init_logging(verbose);
@@ -70,6 +73,7 @@ fn init_logging(verbose: u8) {
 
 async fn run(cli: Cli) -> Result<Exit> {
     let config = match &cli.command {
+        Some(Command::Eval(args)) => return eval(args),
         Some(Command::Extract(args)) => config::for_extract(&args.input)?,
         None => config::for_summarize(&cli.summarize, &ProcessEnv)?,
     };
@@ -124,6 +128,50 @@ async fn run(cli: Cli) -> Result<Exit> {
         outcome.interrupted,
         outcome.auth_failed,
     ))
+}
+
+/// `summarize eval`: scores a finished report; exit 1 when a gate fails.
+fn eval(args: &EvalArgs) -> Result<Exit> {
+    let refs = references::load(&args.references)?;
+    let report = std::fs::read_to_string(&args.report)
+        .with_context(|| format!("cannot read the report '{}'", args.report.display()))?;
+    let mut gates = Gates::default();
+    for (metric, min) in [
+        ("rouge1", args.min_rouge1),
+        ("rouge2", args.min_rouge2),
+        ("rougeL", args.min_rouge_l),
+        ("rougeLsum", args.min_rouge_lsum),
+    ] {
+        if let Some(min) = min {
+            gates.min.insert(metric.to_string(), min);
+        }
+    }
+    let (scores, aggregate) = score_report::score(&report, &refs, !args.no_stem, &gates)
+        .with_context(|| format!("cannot score '{}'", args.report.display()))?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for s in &scores {
+        let line = serde_json::to_string(s)?;
+        if let Err(e) = writeln!(out, "{line}") {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                break;
+            }
+            return Err(e.into());
+        }
+    }
+    let _ = out.flush();
+    match args.format {
+        EvalFormat::Table => eprint!("{}", aggregate.render()),
+        EvalFormat::Json => eprintln!("{}", serde_json::to_string_pretty(&aggregate)?),
+    }
+    if let Some(path) = &args.stats {
+        std::fs::write(path, serde_json::to_string_pretty(&aggregate)? + "\n")
+            .with_context(|| format!("cannot write --stats file '{}'", path.display()))?;
+    }
+    Ok(if aggregate.gate_failures.is_empty() {
+        Exit::Success
+    } else {
+        Exit::SomeFailed
+    })
 }
 
 fn open_sink(config: &Config) -> Result<Sink> {

@@ -17,6 +17,7 @@ use crate::backend::Backend;
 use crate::config::Config;
 use crate::decode::{self, DocKind};
 use crate::error::{DocError, ErrorClass};
+use crate::eval;
 use crate::extract::{self, Extracted};
 use crate::fetch::Fetcher;
 use crate::input::{Source, SourceKind};
@@ -236,13 +237,14 @@ async fn summary_record(
                 let title = p.extracted.title.as_deref().unwrap_or("");
                 let r = backend.summarize(title, &p.extracted.text, config).await;
                 rec.summarize_ms = ms(t.elapsed());
-                r.map_err(|mut e| {
-                    if e.class == ErrorClass::BackendAuth {
-                        ctx.auth_failed.store(true, Ordering::SeqCst);
-                    }
-                    e.message = format!("{}: {}", source.display, e.message);
-                    e
-                })
+                r.map(|summary| (summary, p.extracted.text))
+                    .map_err(|mut e| {
+                        if e.class == ErrorClass::BackendAuth {
+                            ctx.auth_failed.store(true, Ordering::SeqCst);
+                        }
+                        e.message = format!("{}: {}", source.display, e.message);
+                        e
+                    })
             }
         }
         Err((e, fetch_ms, extract_ms)) => {
@@ -252,13 +254,41 @@ async fn summary_record(
         }
     };
     match result {
-        Ok(summary) => {
+        Ok((summary, source_text)) => {
             let text = crate::sanitize::clean_text(&summary.text);
             rec.summary_words = crate::text::word_count(&text);
-            rec.summary = Some(text);
             rec.chunks = summary.chunks;
             rec.tokens_in = summary.tokens_in;
             rec.tokens_out = summary.tokens_out;
+            if summary.tokens_out > 0 && rec.summarize_ms > 0 {
+                rec.tokens_per_s =
+                    Some(summary.tokens_out as f64 * 1000.0 / rec.summarize_ms as f64);
+            }
+            let reference = source
+                .reference
+                .as_ref()
+                .or_else(|| config.references.get(&source.id));
+            if let Some(reference) = reference {
+                let f = eval::rouge_f(reference, &text);
+                (rec.rouge1, rec.rouge2, rec.rouge_l, rec.rouge_lsum) = (
+                    Some(f.rouge1),
+                    Some(f.rouge2),
+                    Some(f.rouge_l),
+                    Some(f.rouge_lsum),
+                );
+            }
+            let q = eval::reffree::check(&source_text, &text);
+            rec.compression = Some(q.compression);
+            rec.coverage = Some(q.coverage);
+            rec.density = Some(q.density);
+            rec.novel_bigrams = Some(q.novel_bigrams);
+            rec.unsupported_numbers = Some(q.unsupported_numbers);
+            rec.source_lang = q.source_lang;
+            rec.summary_lang = q.summary_lang;
+            rec.lang_match = q.lang_match;
+            let ratio = rec.summary_words as f64 / config.length.words as f64;
+            rec.length_ok = Some((0.5..=1.5).contains(&ratio));
+            rec.summary = Some(text);
         }
         Err(e) => {
             rec.status = Status::Error;

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::cli::Format;
 use crate::eval::stats::percentile;
+use crate::eval::MeanCi;
 
 /// One summarized input.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -36,6 +37,26 @@ pub struct SummaryRecord {
     pub total_ms: u64,
     pub input_words: usize,
     pub summary_words: usize,
+    /// Generated tokens per second of summarizing (model backends).
+    pub tokens_per_s: Option<f64>,
+    /// ROUGE F-measures against the reference, when one was given.
+    pub rouge1: Option<f64>,
+    pub rouge2: Option<f64>,
+    #[serde(rename = "rougeL")]
+    pub rouge_l: Option<f64>,
+    #[serde(rename = "rougeLsum")]
+    pub rouge_lsum: Option<f64>,
+    /// Reference-free checks (see README: "Reading the quality columns").
+    pub compression: Option<f64>,
+    pub coverage: Option<f64>,
+    pub density: Option<f64>,
+    pub novel_bigrams: Option<f64>,
+    pub unsupported_numbers: Option<Vec<String>>,
+    pub source_lang: Option<String>,
+    pub summary_lang: Option<String>,
+    pub lang_match: Option<bool>,
+    /// Whether the summary is within half to one and a half times the requested length.
+    pub length_ok: Option<bool>,
 }
 
 /// One extracted input (`summarize extract`).
@@ -208,6 +229,30 @@ pub struct RunStats {
     pub latency: BTreeMap<String, Latency>,
     pub tokens_in: u64,
     pub tokens_out: u64,
+    /// Generated tokens per second of summarize time, over the run (model backends).
+    pub tokens_per_s: Option<f64>,
+    /// Time to first token is not measured: no backend streams yet.
+    pub ttft_ms: Option<f64>,
+    /// Mean ROUGE F with a 95% bootstrap interval, over records that had a reference.
+    pub rouge: BTreeMap<String, MeanCi>,
+    /// Reference-free checks over successful records.
+    pub quality: Option<Quality>,
+}
+
+/// Run-level view of the reference-free checks.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Quality {
+    pub records: usize,
+    pub mean_compression: f64,
+    pub mean_coverage: f64,
+    pub mean_density: f64,
+    pub mean_novel_bigrams: f64,
+    /// Share of summaries with at least one number found nowhere in the source.
+    pub unsupported_number_rate: f64,
+    /// Share of summaries whose language differs from the source's (where both were detected).
+    pub lang_mismatch_rate: f64,
+    /// Share of summaries within the requested length band.
+    pub length_ok_rate: f64,
 }
 
 /// Collects per-record numbers as the run goes.
@@ -215,6 +260,8 @@ pub struct RunStats {
 pub struct StatsCollector {
     stats: RunStats,
     stages: BTreeMap<&'static str, Vec<u64>>,
+    rouge: BTreeMap<&'static str, Vec<f64>>,
+    quality: BTreeMap<&'static str, Vec<f64>>,
 }
 
 impl StatsCollector {
@@ -224,7 +271,7 @@ impl StatsCollector {
                 inputs,
                 ..RunStats::default()
             },
-            stages: BTreeMap::new(),
+            ..StatsCollector::default()
         }
     }
 
@@ -257,6 +304,33 @@ impl StatsCollector {
             .get("tokens_out")
             .and_then(Value::as_u64)
             .unwrap_or(0);
+        for metric in ["rouge1", "rouge2", "rougeL", "rougeLsum"] {
+            if let Some(f) = record.get(metric).and_then(Value::as_f64) {
+                self.rouge.entry(metric).or_default().push(f);
+            }
+        }
+        if ok && record.get("coverage").is_some_and(|v| !v.is_null()) {
+            let num = |k: &str| record.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+            let flag = |b: bool| if b { 1.0 } else { 0.0 };
+            let q = &mut self.quality;
+            q.entry("compression").or_default().push(num("compression"));
+            q.entry("coverage").or_default().push(num("coverage"));
+            q.entry("density").or_default().push(num("density"));
+            q.entry("novel_bigrams")
+                .or_default()
+                .push(num("novel_bigrams"));
+            let unsupported = record
+                .get("unsupported_numbers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
+            q.entry("unsupported").or_default().push(flag(unsupported));
+            if let Some(m) = record.get("lang_match").and_then(Value::as_bool) {
+                q.entry("lang_mismatch").or_default().push(flag(!m));
+            }
+            if let Some(m) = record.get("length_ok").and_then(Value::as_bool) {
+                q.entry("length_ok").or_default().push(flag(m));
+            }
+        }
     }
 
     pub fn finish(mut self, elapsed: Duration) -> RunStats {
@@ -271,6 +345,35 @@ impl StatsCollector {
         for (stage, values) in &self.stages {
             let name = stage.trim_end_matches("_ms").to_string();
             self.stats.latency.insert(name, Latency::from_ms(values));
+        }
+        let summarize_s = self
+            .stages
+            .get("summarize_ms")
+            .map_or(0.0, |v| v.iter().sum::<u64>() as f64 / 1000.0);
+        if self.stats.tokens_out > 0 && summarize_s > 0.0 {
+            self.stats.tokens_per_s = Some(self.stats.tokens_out as f64 / summarize_s);
+        }
+        for (metric, values) in &self.rouge {
+            self.stats
+                .rouge
+                .insert(metric.to_string(), MeanCi::of(values));
+        }
+        if let Some(coverage) = self.quality.get("coverage") {
+            let mean = |k: &str| {
+                self.quality
+                    .get(k)
+                    .map_or(0.0, |v| crate::eval::stats::mean(v))
+            };
+            self.stats.quality = Some(Quality {
+                records: coverage.len(),
+                mean_compression: mean("compression"),
+                mean_coverage: mean("coverage"),
+                mean_density: mean("density"),
+                mean_novel_bigrams: mean("novel_bigrams"),
+                unsupported_number_rate: mean("unsupported"),
+                lang_mismatch_rate: mean("lang_mismatch"),
+                length_ok_rate: mean("length_ok"),
+            });
         }
         self.stats
     }
@@ -311,8 +414,41 @@ impl RunStats {
         }
         if self.tokens_in + self.tokens_out > 0 {
             out.push_str(&format!(
-                "tokens: {} in, {} out\n",
+                "tokens: {} in, {} out",
                 self.tokens_in, self.tokens_out
+            ));
+            if let Some(tps) = self.tokens_per_s {
+                out.push_str(&format!(" ({tps:.1} generated tokens/s)"));
+            }
+            out.push('\n');
+        }
+        if !self.rouge.is_empty() {
+            let parts: Vec<String> = self
+                .rouge
+                .iter()
+                .map(|(m, c)| {
+                    format!(
+                        "{m} {:.2} [{:.2}, {:.2}]",
+                        c.mean * 100.0,
+                        c.ci95_low * 100.0,
+                        c.ci95_high * 100.0
+                    )
+                })
+                .collect();
+            out.push_str(&format!(
+                "ROUGE F (n={}, 95% CI): {}\n",
+                self.rouge.values().next().map_or(0, |c| c.n),
+                parts.join(", ")
+            ));
+        }
+        if let Some(q) = &self.quality {
+            out.push_str(&format!(
+                "quality: coverage {:.2}, density {:.1}, novel bigrams {:.2}, unsupported numbers in {:.0}% of summaries, length ok {:.0}%\n",
+                q.mean_coverage,
+                q.mean_density,
+                q.mean_novel_bigrams,
+                q.unsupported_number_rate * 100.0,
+                q.length_ok_rate * 100.0
             ));
         }
         out

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `make test-integration`: the tool against a real OpenAI-compatible server: llama.cpp's server
+# (PyPI llama-cpp-python[server]) serving SmolLM2-135M-Instruct on 127.0.0.1. Installs the
+# server into a venv and fetches the model when missing, starts the server, runs
+# tests/llama_server.rs against it, and stops it again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PORT=${LLAMA_PORT:-$((20000 + RANDOM % 20000))}
+model=$(scripts/fetch-model.sh | tail -n 1)
+scripts/llama-server.sh install
+trap 'scripts/llama-server.sh stop "$PORT" >/dev/null 2>&1 || true' EXIT
+url=$(scripts/llama-server.sh start "$PORT" "$model" | tail -n 1)
+echo "test-integration: llama.cpp server at $url" >&2
+SUMMARIZE_LLAMA_URL="$url" cargo test --test llama_server -- --test-threads 1
