@@ -114,6 +114,10 @@ pub struct InputArgs {
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub retries: u32,
 
+    /// At most N requests in flight to any one host.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub per_host: usize,
+
     /// Largest document accepted, in bytes (after decompression).
     #[arg(long, value_name = "N", default_value_t = 10 * 1024 * 1024)]
     pub max_bytes: u64,
@@ -125,6 +129,18 @@ pub struct InputArgs {
     /// Drop the elements matching this CSS selector before extracting (HTML only).
     #[arg(long, value_name = "CSS")]
     pub exclude: Option<String>,
+
+    /// Keep the ok records already in the --output file, re-run failed and missing inputs, append.
+    #[arg(long, requires = "output")]
+    pub resume: bool,
+
+    /// Cache directory for summaries and fetched pages [default: the user cache dir]/summarize.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Neither read nor write the cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
 
     /// Write run statistics (counts, latency percentiles, tokens) to FILE as JSON.
     #[arg(long, value_name = "FILE")]
@@ -185,6 +201,14 @@ pub struct SummarizeArgs {
     /// Sampling temperature for model backends.
     #[arg(long, value_name = "T", default_value_t = 0.0)]
     pub temperature: f32,
+
+    /// Requests per minute to the model backend, shared by the whole run.
+    #[arg(long, value_name = "N")]
+    pub rpm: Option<u64>,
+
+    /// Tokens per minute to the model backend (prompt plus output), shared by the whole run.
+    #[arg(long, value_name = "N")]
+    pub tpm: Option<u64>,
 
     /// Reference summaries (JSONL {"id","reference"} or CSV id,reference): adds ROUGE to records.
     #[arg(long, value_name = "FILE")]

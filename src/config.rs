@@ -34,6 +34,10 @@ pub struct Config {
     pub quiet: bool,
     /// Verbosity of tracing logs on stderr.
     pub verbose: u8,
+    /// Keep finished ok records of the output file and append the rest.
+    pub resume: bool,
+    /// Where summaries and pages are cached; `None` with `--no-cache`.
+    pub cache_dir: Option<PathBuf>,
     /// Summarization settings; `None` for `summarize extract`.
     pub summarize: Option<SummarizeConfig>,
 }
@@ -47,6 +51,8 @@ pub struct FetchConfig {
     pub retries: u32,
     /// Largest body accepted, counted after decompression.
     pub max_bytes: u64,
+    /// Requests in flight to one host.
+    pub per_host: usize,
 }
 
 /// CSS selectors applied to HTML before extraction; both are validated at start-up.
@@ -77,6 +83,10 @@ pub struct SummarizeConfig {
     pub temperature: f32,
     /// Sampling seed.
     pub seed: u64,
+    /// Requests per minute to the backend.
+    pub rpm: Option<u64>,
+    /// Tokens per minute to the backend.
+    pub tpm: Option<u64>,
     /// Reference summaries by record id, for ROUGE in the report.
     pub references: std::sync::Arc<crate::eval::references::References>,
 }
@@ -216,6 +226,9 @@ fn input_config(args: &InputArgs) -> Result<(FetchConfig, ExtractConfig)> {
             args.timeout
         );
     }
+    if args.resume && args.format != Format::Jsonl {
+        bail!("--resume works with JSONL reports only: drop -f or use -f jsonl");
+    }
     if args.max_bytes == 0 {
         bail!("invalid --max-bytes 0: use a positive byte count");
     }
@@ -231,6 +244,7 @@ fn input_config(args: &InputArgs) -> Result<(FetchConfig, ExtractConfig)> {
             timeout: Duration::from_secs_f64(args.timeout),
             retries: args.retries,
             max_bytes: args.max_bytes,
+            per_host: args.per_host.max(1),
         },
         ExtractConfig {
             select: args.select.clone(),
@@ -252,6 +266,14 @@ fn base(args: &InputArgs) -> Result<Config> {
         stats: args.stats.clone(),
         quiet: args.quiet,
         verbose: args.verbose,
+        resume: args.resume,
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            args.cache_dir
+                .clone()
+                .or_else(crate::cache::Cache::default_dir)
+        },
         summarize: None,
     })
 }
@@ -324,6 +346,8 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
         context_tokens: args.context_tokens,
         temperature: args.temperature,
         seed: args.seed,
+        rpm: args.rpm,
+        tpm: args.tpm,
         references: std::sync::Arc::new(match &args.references {
             Some(path) => crate::eval::references::load(path)?,
             None => Default::default(),

@@ -8,9 +8,13 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use url::Url;
 
+use std::sync::Arc;
+
+use crate::cache::{Cache, CachedPage};
 use crate::config::FetchConfig;
 use crate::decode;
 use crate::error::{DocError, ErrorClass};
+use crate::ratelimit::PerHost;
 use crate::retry;
 
 /// What the tool calls itself on the wire.
@@ -39,6 +43,9 @@ pub struct Fetched {
 pub struct Fetcher {
     client: reqwest::Client,
     config: FetchConfig,
+    per_host: Arc<PerHost>,
+    /// Pages with validators, for conditional requests.
+    cache: Option<Cache>,
 }
 
 /// Builds the reqwest client every part of the tool shares: fetching and backends alike.
@@ -56,8 +63,13 @@ pub fn build_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
 }
 
 impl Fetcher {
-    pub fn new(client: reqwest::Client, config: FetchConfig) -> Fetcher {
-        Fetcher { client, config }
+    pub fn new(client: reqwest::Client, config: FetchConfig, cache: Option<Cache>) -> Fetcher {
+        Fetcher {
+            per_host: Arc::new(PerHost::new(config.per_host)),
+            client,
+            config,
+            cache,
+        }
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -66,13 +78,27 @@ impl Fetcher {
 
     /// Downloads one URL with retries.
     pub async fn get(&self, url: &Url) -> Result<Fetched, DocError> {
-        retry::with_retries(self.config.retries, |_| self.get_once(url)).await
+        let host = url.host_str().unwrap_or("").to_string();
+        retry::with_retries(self.config.retries, |_| async {
+            // Held per attempt, not across backoff sleeps.
+            let _permit = self.per_host.acquire(&host).await;
+            self.get_once(url).await
+        })
+        .await
     }
 
     async fn get_once(&self, url: &Url) -> Result<Fetched, DocError> {
-        let mut resp = self
-            .client
-            .get(url.clone())
+        let cached = self.cache.as_ref().and_then(|c| c.get_page(url.as_str()));
+        let mut request = self.client.get(url.clone());
+        if let Some((meta, _)) = &cached {
+            if let Some(etag) = &meta.etag {
+                request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+            }
+            if let Some(lm) = &meta.last_modified {
+                request = request.header(reqwest::header::IF_MODIFIED_SINCE, lm);
+            }
+        }
+        let mut resp = request
             .timeout(self.config.timeout)
             .header(
                 reqwest::header::ACCEPT,
@@ -82,9 +108,29 @@ impl Fetcher {
             .await
             .map_err(|e| classify(&e, url))?;
         let status = resp.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            if let Some((meta, body)) = cached {
+                tracing::debug!(%url, "not modified; using the cached page");
+                return Ok(Fetched {
+                    final_url: Url::parse(&meta.final_url).unwrap_or_else(|_| url.clone()),
+                    content_type: meta.content_type,
+                    body,
+                });
+            }
+        }
         if !status.is_success() {
             return Err(status_error(status, resp.headers(), url));
         }
+        let header = |name: reqwest::header::HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (etag, last_modified) = (
+            header(reqwest::header::ETAG),
+            header(reqwest::header::LAST_MODIFIED),
+        );
         let content_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -115,6 +161,17 @@ impl Fetcher {
                 }
                 Ok(None) => break,
                 Err(e) => return Err(classify(&e, url)),
+            }
+        }
+        if let Some(cache) = &self.cache {
+            if etag.is_some() || last_modified.is_some() {
+                let meta = CachedPage {
+                    etag,
+                    last_modified,
+                    content_type: content_type.clone(),
+                    final_url: resp.url().to_string(),
+                };
+                cache.put_page(url.as_str(), &meta, &body);
             }
         }
         Ok(Fetched {

@@ -4,6 +4,7 @@
 //! backend → report, orchestrated by `pipeline`.
 
 pub mod backend;
+pub mod cache;
 pub mod chunk;
 pub mod cli;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod fetch;
 pub mod input;
 pub mod pipeline;
 pub mod prompt;
+pub mod ratelimit;
 pub mod report;
 pub mod retry;
 pub mod sanitize;

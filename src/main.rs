@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+use std::sync::Arc;
 use summarize::backend::{Backend, CallSettings};
 use summarize::cli::{Cli, Command, EvalArgs, EvalFormat};
 use summarize::config::{self, Config, ProcessEnv};
@@ -15,7 +16,10 @@ use summarize::eval::references;
 use summarize::eval::score_report::{self, Gates};
 use summarize::exit::Exit;
 use summarize::fetch::{self, Fetcher};
-use summarize::report::Sink;
+
+use summarize::cache::Cache;
+use summarize::ratelimit::RateLimiter;
+use summarize::report::{self, Sink};
 use summarize::{input, pipeline};
 
 fn main() -> ExitCode {
@@ -84,16 +88,41 @@ async fn run(cli: Cli) -> Result<Exit> {
         }
         inputs.push("-".to_string());
     }
-    let sources = input::collect(&inputs, &config.lists, &mut std::io::stdin().lock());
-    let sink = open_sink(&config)?;
+    let mut sources = input::collect(&inputs, &config.lists, &mut std::io::stdin().lock());
+    let sink = if config.resume {
+        let path = config
+            .output
+            .as_deref()
+            .expect("clap requires --output with --resume");
+        let kept = report::prepare_resume(path)?;
+        let before = sources.len();
+        sources.retain(|s| !kept.contains(&s.id));
+        if !config.quiet {
+            eprintln!(
+                "summarize: resuming: {} finished records kept, {} of {} inputs to run",
+                kept.len(),
+                sources.len(),
+                before
+            );
+        }
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot append to '{}'", path.display()))?;
+        Sink::new(Box::new(std::io::BufWriter::new(file)), config.format)
+    } else {
+        open_sink(&config)?
+    };
+    let cache = config.cache_dir.clone().map(Cache::new);
     let client = fetch::build_client(config.fetch.timeout)?;
-    let fetcher = Fetcher::new(client.clone(), config.fetch.clone());
+    let fetcher = Fetcher::new(client.clone(), config.fetch.clone(), cache.clone());
     let backend = match &config.summarize {
         Some(s) if !sources.is_empty() => {
             let calls = CallSettings {
                 // A model call takes longer than a page fetch; give it at least two minutes.
                 timeout: config.fetch.timeout.max(Duration::from_secs(120)),
                 retries: config.fetch.retries,
+                limiter: Arc::new(RateLimiter::new(s.rpm, s.tpm)),
             };
             Some(Backend::connect(s, client, calls).await?)
         }
@@ -101,7 +130,7 @@ async fn run(cli: Cli) -> Result<Exit> {
     };
     let quiet = config.quiet;
     let stats_path = config.stats.clone();
-    let outcome = pipeline::run(config, sources, fetcher, backend, sink).await?;
+    let outcome = pipeline::run(config, sources, fetcher, backend, cache, sink).await?;
     if !quiet {
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(outcome.stats.render().as_bytes());

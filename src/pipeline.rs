@@ -14,6 +14,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 
 use crate::backend::Backend;
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::decode::{self, DocKind};
 use crate::error::{DocError, ErrorClass};
@@ -40,6 +41,7 @@ struct Ctx {
     config: Config,
     fetcher: Fetcher,
     backend: Option<Arc<Backend>>,
+    cache: Option<Cache>,
     auth_failed: AtomicBool,
 }
 
@@ -56,6 +58,7 @@ pub async fn run(
     sources: Vec<Source>,
     fetcher: Fetcher,
     backend: Option<Backend>,
+    cache: Option<Cache>,
     mut sink: Sink,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
@@ -65,6 +68,7 @@ pub async fn run(
         config,
         fetcher,
         backend: backend.map(Arc::new),
+        cache,
         auth_failed: AtomicBool::new(false),
     });
     let mut stats = StatsCollector::new(total);
@@ -235,7 +239,15 @@ async fn summary_record(
             } else {
                 let t = Instant::now();
                 let title = p.extracted.title.as_deref().unwrap_or("");
-                let r = backend.summarize(title, &p.extracted.text, config).await;
+                let r = summarize_cached(
+                    ctx,
+                    backend,
+                    title,
+                    &p.extracted.text,
+                    config,
+                    &mut rec.cache_hit,
+                )
+                .await;
                 rec.summarize_ms = ms(t.elapsed());
                 r.map(|summary| (summary, p.extracted.text))
                     .map_err(|mut e| {
@@ -299,6 +311,57 @@ async fn summary_record(
     }
     rec.total_ms = ms(started.elapsed());
     report::to_map(&rec)
+}
+
+/// Summarizes through the cache: a hit makes no model call.
+async fn summarize_cached(
+    ctx: &Ctx,
+    backend: &Backend,
+    title: &str,
+    text: &str,
+    config: &crate::config::SummarizeConfig,
+    hit: &mut bool,
+) -> Result<crate::backend::Summary, DocError> {
+    let cache = ctx.cache.as_ref().filter(|_| backend.cacheable());
+    let Some(cache) = cache else {
+        return backend.summarize(title, text, config).await;
+    };
+    let identity = backend.identity();
+    let words = config.length.words.to_string();
+    let sampling = format!("{} {}", config.temperature, config.seed);
+    let chunking = format!("{:?} {:?}", config.chunk_tokens, config.context_tokens);
+    let key = crate::cache::key(&[
+        &identity,
+        &config.prompt.template,
+        &words,
+        config.language.as_str(),
+        &sampling,
+        &chunking,
+        title,
+        text,
+    ]);
+    if let Some(entry) = cache.get_summary(&key) {
+        *hit = true;
+        // No tokens were spent on this run; the entry keeps what the original call cost.
+        return Ok(crate::backend::Summary {
+            text: entry.summary,
+            tokens_in: 0,
+            tokens_out: 0,
+            chunks: entry.chunks,
+            calls: 0,
+        });
+    }
+    let summary = backend.summarize(title, text, config).await?;
+    cache.put_summary(
+        &key,
+        &crate::cache::CachedSummary {
+            summary: summary.text.clone(),
+            tokens_in: summary.tokens_in,
+            tokens_out: summary.tokens_out,
+            chunks: summary.chunks,
+        },
+    );
+    Ok(summary)
 }
 
 /// Fetch or read, decode, extract. Errors carry the stage times spent before failing.

@@ -37,6 +37,8 @@ pub struct SummaryRecord {
     pub total_ms: u64,
     pub input_words: usize,
     pub summary_words: usize,
+    /// The summary came from the cache: no model call was made.
+    pub cache_hit: bool,
     /// Generated tokens per second of summarizing (model backends).
     pub tokens_per_s: Option<f64>,
     /// ROUGE F-measures against the reference, when one was given.
@@ -84,6 +86,42 @@ pub enum Status {
     #[default]
     Ok,
     Error,
+}
+
+/// Readies a JSONL report for `--resume`: keeps its complete `ok` records (rewriting the file
+/// atomically without failed records and any torn last line) and returns their ids.
+pub fn prepare_resume(path: &std::path::Path) -> anyhow::Result<std::collections::HashSet<String>> {
+    use anyhow::Context;
+    let mut kept = std::collections::HashSet::new();
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read '{}' to resume", path.display()))
+        }
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        // A line without its newline was cut off by a crash mid-write.
+        let Some(body) = line.strip_suffix('\n') else {
+            continue;
+        };
+        let Ok(Value::Object(rec)) = serde_json::from_str::<Value>(body) else {
+            continue;
+        };
+        let id = rec.get("id").and_then(Value::as_str).map(str::to_string);
+        if rec.get("status").and_then(Value::as_str) == Some("ok") {
+            if let Some(id) = id {
+                if kept.insert(id) {
+                    out.push_str(line);
+                }
+            }
+        }
+    }
+    let tmp = path.with_extension("resume-tmp");
+    std::fs::write(&tmp, out).with_context(|| format!("cannot write '{}'", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace '{}'", path.display()))?;
+    Ok(kept)
 }
 
 /// Writes records in one format to one destination.

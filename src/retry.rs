@@ -39,6 +39,10 @@ pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
 }
 
+/// A 429 says "later", not "never": rate-limited requests get at least this many retries, so a
+/// document that a later retry would pass is not failed.
+pub const RATE_LIMIT_RETRIES: u32 = 10;
+
 /// Runs `op` until it succeeds, fails with a permanent error, or `retries` retries are spent.
 pub async fn with_retries<T, F, Fut>(retries: u32, mut op: F) -> Result<T, DocError>
 where
@@ -49,7 +53,7 @@ where
     loop {
         match op(attempt).await {
             Ok(v) => return Ok(v),
-            Err(e) if attempt < retries && e.class.is_transient() => {
+            Err(e) if attempt < retries_for(&e, retries) && e.class.is_transient() => {
                 if e.retry_after.is_some_and(|ra| ra > MAX_RETRY_AFTER) {
                     let mut e = e;
                     e.message = format!(
@@ -67,6 +71,14 @@ where
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+fn retries_for(e: &DocError, retries: u32) -> u32 {
+    use crate::error::ErrorClass;
+    match e.class {
+        ErrorClass::RateLimited | ErrorClass::BackendRateLimited => retries.max(RATE_LIMIT_RETRIES),
+        _ => retries,
     }
 }
 

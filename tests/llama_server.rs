@@ -34,6 +34,7 @@ fn run(url: &str, home: &std::path::Path, args: &[&str]) -> std::process::Output
             "-j",
             "1",
             "-q",
+            "--no-cache",
         ])
         .args(args)
         .timeout(Duration::from_secs(900))

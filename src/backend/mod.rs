@@ -16,6 +16,7 @@ use crate::chunk;
 use crate::config::{BackendConfig, SummarizeConfig};
 use crate::error::{DocError, ErrorClass};
 use crate::prompt::{self, Vars};
+use crate::ratelimit::RateLimiter;
 
 /// One chat request to a model backend.
 #[derive(Debug, Clone)]
@@ -99,6 +100,8 @@ pub enum Backend {
 pub struct CallSettings {
     pub timeout: Duration,
     pub retries: u32,
+    /// `--rpm` / `--tpm`, shared by every call of the run.
+    pub limiter: Arc<RateLimiter>,
 }
 
 impl Backend {
@@ -126,6 +129,20 @@ impl Backend {
             Backend::OpenAi(_) => "openai",
             Backend::Ollama(_) => "ollama",
         }
+    }
+
+    /// What besides the prompt decides a summary: backend, server and model (never credentials).
+    pub fn identity(&self) -> String {
+        match self {
+            Backend::Extractive => "extractive".to_string(),
+            Backend::OpenAi(b) => format!("openai {} {}", b.base_url(), b.model),
+            Backend::Ollama(b) => format!("ollama {} {}", b.host(), b.model),
+        }
+    }
+
+    /// Whether summaries are worth caching: model calls cost time and money, extraction does not.
+    pub fn cacheable(&self) -> bool {
+        !matches!(self, Backend::Extractive)
     }
 
     pub fn model(&self) -> &str {
@@ -167,6 +184,7 @@ pub trait ChatModel {
     /// Tokens the model can see at once, prompt and output together.
     fn context_tokens(&self) -> usize;
     fn tokenizer(&self) -> &Tokenizer;
+    fn calls(&self) -> &CallSettings;
     fn chat(
         &self,
         request: ChatRequest,
@@ -306,15 +324,18 @@ async fn call<M: ChatModel>(
     config: &SummarizeConfig,
     summary: &mut Summary,
 ) -> Result<String, DocError> {
-    let completion = model
-        .chat(ChatRequest {
-            system: prompt::SYSTEM.to_string(),
-            user,
-            max_tokens: max_tokens_for(words),
-            temperature: config.temperature,
-            seed: config.seed,
-        })
-        .await?;
+    let request = ChatRequest {
+        system: prompt::SYSTEM.to_string(),
+        user,
+        max_tokens: max_tokens_for(words),
+        temperature: config.temperature,
+        seed: config.seed,
+    };
+    let tokens = model.tokenizer().count(&request.system)
+        + model.tokenizer().count(&request.user)
+        + request.max_tokens;
+    model.calls().limiter.acquire(tokens).await;
+    let completion = model.chat(request).await?;
     summary.tokens_in += completion.tokens_in;
     summary.tokens_out += completion.tokens_out;
     summary.calls += 1;

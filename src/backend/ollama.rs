@@ -66,6 +66,10 @@ impl Ollama {
         Ok(backend)
     }
 
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// `POST /api/show`: the server is up, the model is pulled, and its trained context length.
     async fn show(&self) -> Result<Option<usize>> {
         let url = format!("{}/api/show", self.host);
@@ -218,6 +222,10 @@ impl Ollama {
 impl ChatModel for Ollama {
     fn context_tokens(&self) -> usize {
         self.num_ctx
+    }
+
+    fn calls(&self) -> &CallSettings {
+        &self.calls
     }
 
     fn tokenizer(&self) -> &Tokenizer {

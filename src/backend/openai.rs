@@ -90,6 +90,10 @@ impl OpenAi {
         Ok(backend)
     }
 
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     fn request(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.api_key {
             Some(key) => builder.bearer_auth(key.expose()),
@@ -200,6 +204,10 @@ impl OpenAi {
 impl ChatModel for OpenAi {
     fn context_tokens(&self) -> usize {
         self.context
+    }
+
+    fn calls(&self) -> &CallSettings {
+        &self.calls
     }
 
     fn tokenizer(&self) -> &Tokenizer {
