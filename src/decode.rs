@@ -122,7 +122,16 @@ pub fn decode(body: &[u8], declared: Option<&str>, kind: DocKind) -> (String, &'
     } else {
         enc
     };
-    let (text, _) = enc.decode_without_bom_handling(body);
+    let (text, had_errors) = enc.decode_without_bom_handling(body);
+    if had_errors {
+        // The declared charset is wrong (a Latin-1 page served as UTF-8 is the classic):
+        // trust the bytes instead.
+        let guessed = sniff(body);
+        if guessed != enc {
+            let (text, _) = guessed.decode_without_bom_handling(body);
+            return (text.into_owned(), guessed);
+        }
+    }
     (text.into_owned(), enc)
 }
 
@@ -196,6 +205,15 @@ mod tests {
         assert!(t.contains("café"));
         let (t, _) = decode(b"<meta charset='iso-8859-1'>na\xefve", None, DocKind::Html);
         assert!(t.contains("naïve"));
+    }
+
+    #[test]
+    fn a_wrong_declared_charset_falls_back_to_sniffing() {
+        let body = "<p>Le caf\u{e9} o\u{f9} l'on d\u{e9}jeune, pr\u{e8}s de la gare, est ferm\u{e9} le lundi.</p>";
+        let (latin1, _, _) = encoding_rs::WINDOWS_1252.encode(body);
+        let (t, enc) = decode(&latin1, Some("utf-8"), DocKind::Html);
+        assert_eq!(enc, encoding_rs::WINDOWS_1252);
+        assert!(t.contains("café où"), "{t}");
     }
 
     #[test]

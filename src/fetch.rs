@@ -238,6 +238,20 @@ pub fn classify(e: &reqwest::Error, url: &Url) -> DocError {
             ErrorClass::Dns,
             "host name does not resolve; check the URL".to_string(),
         )
+    } else if [
+        "end of file",
+        "reset",
+        "connection closed",
+        "broken pipe",
+        "incomplete",
+    ]
+    .iter()
+    .any(|m| chain.to_ascii_lowercase().contains(m))
+    {
+        (
+            ErrorClass::Connect,
+            format!("the connection broke off mid-response ({chain})"),
+        )
     } else if e.is_decode() {
         (
             ErrorClass::Decode,

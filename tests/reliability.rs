@@ -1,0 +1,501 @@
+//! Reliability for unattended runs (issue 5): a fault matrix against real servers on
+//! 127.0.0.1, resume after `kill -9`, the content cache, and secrets. The model API is played
+//! by an in-test server speaking OpenAI's wire format (there is no OpenAI service here).
+//! docs/faults.md lists every fault and its outcome; keep the two in step.
+
+mod common;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{article, records, summarize, Reply, Request, Server};
+use serde_json::{json, Value};
+
+fn class(rec: &Value) -> &str {
+    rec["error_class"].as_str().unwrap_or("")
+}
+
+/// Fetch-side faults: every input reported once, in order, with its class; the run goes on.
+#[test]
+fn issue5_fetch_fault_matrix() {
+    let bomb = {
+        use flate2::{write::GzEncoder, Compression};
+        let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+        for _ in 0..32 {
+            enc.write_all(&vec![b'a'; 1 << 20]).unwrap();
+        }
+        Arc::new(enc.finish().unwrap())
+    };
+    let server = {
+        let bomb = bomb.clone();
+        Server::start(move |req: &Request| {
+            match req.path.as_str() {
+            "/ok" => Reply::html(article("Fine", "the tide tables")),
+            "/reset" => Reply::ResetMidBody {
+                declared: 50_000,
+                partial: b"<html><body><p>cut".to_vec(),
+            },
+            "/hang" => Reply::Hang(Duration::from_secs(10)),
+            "/drip" => Reply::Drip {
+                headers: vec![("Content-Type".into(), "text/html".into())],
+                body: article("Drip", "slow water").into_bytes(),
+                every: Duration::from_millis(200),
+            },
+            "/404" => Reply::status(404, "text/html", "gone"),
+            "/410" => Reply::status(410, "text/html", "gone for good"),
+            "/500" => Reply::status(500, "text/html", "boom"),
+            "/503" => Reply::status(503, "text/html", "busy").with_header("Retry-After", "0"),
+            "/429" => Reply::status(429, "text/plain", "slow down").with_header("Retry-After", "0"),
+            "/loop" => Reply::status(302, "text/html", "").with_header("Location", "/loop"),
+            "/huge" => Reply::html(vec![b'x'; 3_000_000]),
+            "/bomb" => Reply::Full {
+                status: 200,
+                headers: vec![("Content-Type".into(), "text/html".into()), ("Content-Encoding".into(), "gzip".into())],
+                body: bomb.to_vec(),
+            },
+            "/wrong-charset" => {
+                let text = "<html><body><article><p>Le café où l'on déjeune, près de la gare, est fermé le lundi et le mardi.</p></article></body></html>";
+                let (latin1, _, _) = encoding_rs::WINDOWS_1252.encode(text);
+                Reply::status(200, "text/html; charset=utf-8", latin1.into_owned())
+            }
+            "/invalid-utf8" => {
+                let mut body = b"<html><body><article><p>Bytes that are not UTF-8: \xff\xfe and \xc3 here, but the rest of this page is perfectly readable text.</p>".to_vec();
+                body.extend_from_slice(b"</article></body></html>");
+                Reply::status(200, "text/html", body)
+            }
+            "/binary" => Reply::status(200, "text/html", b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00>\x00".repeat(50)),
+            "/empty" => Reply::html(""),
+            "/js-only" => Reply::html("<html><head><script src=app.js></script></head><body><div id=root></div><script>boot()</script></body></html>"),
+            _ => Reply::status(404, "text/plain", "?"),
+        }
+        })
+    };
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cases: Vec<(String, &str)> = vec![
+        ("http://no-such-host.invalid/".to_string(), "dns"),
+        (format!("http://127.0.0.1:{refused}/"), "connect"),
+        (server.url("/reset"), "connect"),
+        (server.url("/hang"), "timeout"),
+        (server.url("/drip"), "timeout"),
+        (server.url("/404"), "http_client_error"),
+        (server.url("/410"), "http_client_error"),
+        (server.url("/500"), "http_server_error"),
+        (server.url("/503"), "http_server_error"),
+        (server.url("/429"), "rate_limited"),
+        (server.url("/loop"), "too_many_redirects"),
+        (server.url("/huge"), "too_large"),
+        (server.url("/bomb"), "too_large"),
+        (server.url("/wrong-charset"), ""),
+        (server.url("/invalid-utf8"), ""),
+        (server.url("/binary"), "unsupported_content"),
+        (server.url("/empty"), "empty_extraction"),
+        (server.url("/js-only"), "empty_extraction"),
+        (server.url("/ok"), ""),
+    ];
+    let home = tempfile::tempdir().unwrap();
+    let list: String = cases.iter().map(|(u, _)| format!("{u}\n")).collect();
+    let out = summarize(home.path())
+        .args([
+            "-q",
+            "--timeout",
+            "1.5",
+            "--retries",
+            "1",
+            "--max-bytes",
+            "2000000",
+            "-",
+        ])
+        .write_stdin(list)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    assert_eq!(recs.len(), cases.len(), "every input reported once");
+    for ((url, expected), rec) in cases.iter().zip(&recs) {
+        assert_eq!(rec["source"].as_str().unwrap(), url.as_str(), "input order");
+        assert_eq!(class(rec), *expected, "{url}: {rec}");
+        if !expected.is_empty() {
+            let err = rec["error"].as_str().unwrap();
+            assert!(
+                err.contains(url.trim_end_matches('/')),
+                "the error names the input: {err}"
+            );
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+    let wrong = recs
+        .iter()
+        .find(|r| r["source"].as_str().unwrap().ends_with("/wrong-charset"))
+        .unwrap();
+    assert!(
+        wrong["summary"].as_str().unwrap().contains("café où"),
+        "{wrong}"
+    );
+    // 429s are retried patiently (at least 10 times) before the document fails.
+    assert!(
+        server.count("/429") >= 11,
+        "429 retries: {}",
+        server.count("/429")
+    );
+}
+
+/// Backend-side faults, one document each, chosen by a marker in the document text.
+#[test]
+fn issue5_backend_fault_matrix() {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let attempts = attempts.clone();
+        Server::start(move |req: &Request| {
+            if req.path == "/v1/models" {
+                return Reply::json(200, json!({"object": "list", "data": [{"id": "m"}]}));
+            }
+            let body = req.json();
+            let user = body["messages"][1]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let ok = |content: &str| {
+                Reply::json(
+                    200,
+                    json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 10, "completion_tokens": 2}}),
+                )
+            };
+            if user.contains("MARK-429-ONCE") {
+                if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Reply::json(429, json!({"error": {"message": "Rate limit reached", "code": "rate_limit_exceeded"}})).with_header("Retry-After", "0");
+                }
+                return ok("Recovered after a 429.");
+            }
+            if user.contains("MARK-500") {
+                return Reply::json(500, json!({"error": {"message": "internal error"}}));
+            }
+            if user.contains("MARK-BADJSON") {
+                return Reply::status(200, "application/json", "{\"choices\": [ {\"message\": ");
+            }
+            if user.contains("MARK-CONTEXT") {
+                return Reply::json(
+                    400,
+                    json!({"error": {"message": "This model's maximum context length is 512 tokens", "code": "context_length_exceeded"}}),
+                );
+            }
+            if user.contains("MARK-EMPTY") {
+                return ok("<think>only thinking</think>");
+            }
+            ok("A fine summary.")
+        })
+    };
+    let home = tempfile::tempdir().unwrap();
+    let input = home.path().join("docs.jsonl");
+    let mut lines = String::new();
+    for (id, marker) in [
+        ("a", "MARK-OK"),
+        ("b", "MARK-429-ONCE"),
+        ("c", "MARK-500"),
+        ("d", "MARK-BADJSON"),
+        ("e", "MARK-CONTEXT"),
+        ("f", "MARK-EMPTY"),
+    ] {
+        let text = format!("This document carries the marker {marker} for the test server. It has a second sentence so that it is long enough to summarize.");
+        lines.push_str(&json!({"id": id, "text": text}).to_string());
+        lines.push('\n');
+    }
+    std::fs::write(&input, lines).unwrap();
+    let out = summarize(home.path())
+        .env("OPENAI_BASE_URL", server.url("/v1"))
+        .args([
+            "-b",
+            "openai",
+            "-m",
+            "m",
+            "-q",
+            "--retries",
+            "1",
+            "--no-cache",
+        ])
+        .arg(&input)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    let classes: Vec<&str> = recs.iter().map(class).collect();
+    assert_eq!(
+        classes,
+        [
+            "",
+            "",
+            "backend_error",
+            "backend_bad_response",
+            "context_length",
+            "empty_summary"
+        ]
+    );
+    assert_eq!(recs[1]["summary"], "Recovered after a 429.");
+}
+
+#[test]
+fn issue5_full_disk_is_a_clear_exit_2() {
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("skipped: no /dev/full on this system");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let out = summarize(home.path())
+        .args(["-o", "/dev/full", "samples/article.html"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot write the report") && err.contains("No space left"),
+        "{err}"
+    );
+}
+
+/// Kill the real binary with SIGKILL at several points, resume, and check that the report holds
+/// every input exactly once with no torn line.
+#[test]
+fn issue5_resume_after_kill_9_loses_and_duplicates_nothing() {
+    let server = Server::start(|req: &Request| {
+        std::thread::sleep(Duration::from_millis(120));
+        let n = req.path.trim_start_matches("/doc");
+        if n == "7" {
+            return Reply::status(500, "text/html", "flaky");
+        }
+        Reply::html(article(&format!("Doc {n}"), &format!("topic number {n}")))
+    });
+    let bin = assert_cmd::cargo::cargo_bin("summarize");
+    let urls: Vec<String> = (0..16).map(|i| server.url(&format!("/doc{i}"))).collect();
+    for kill_after_ms in [150u64, 400, 700] {
+        let home = tempfile::tempdir().unwrap();
+        let report = home.path().join("report.jsonl");
+        let mut child = std::process::Command::new(&bin)
+            .env("HOME", home.path())
+            .args(["-q", "-j", "3", "--retries", "0", "-o"])
+            .arg(&report)
+            .args(&urls)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(kill_after_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let status = std::process::Command::new(&bin)
+            .env("HOME", home.path())
+            .args(["-q", "-j", "3", "--retries", "0", "--resume", "-o"])
+            .arg(&report)
+            .args(&urls)
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(1), "doc7 still fails");
+        let text = std::fs::read_to_string(&report).unwrap();
+        assert!(text.ends_with('\n'));
+        let recs = records(text.as_bytes());
+        let mut ids: Vec<&str> = recs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        ids.sort();
+        let mut want: Vec<&str> = urls.iter().map(String::as_str).collect();
+        want.sort();
+        assert_eq!(
+            ids, want,
+            "killed after {kill_after_ms} ms: every input exactly once"
+        );
+        // A second resume re-runs only the failed document and still leaves one record per input.
+        let out = std::process::Command::new(&bin)
+            .env("HOME", home.path())
+            .args(["--resume", "-o"])
+            .arg(&report)
+            .args(&urls)
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stderr)
+            .contains("15 finished records kept, 1 of 16 inputs to run"));
+        assert_eq!(records(&std::fs::read(&report).unwrap()).len(), 16);
+    }
+}
+
+/// A rerun over unchanged pages makes no model call, and fetches conditionally.
+#[test]
+fn issue5_cache_skips_model_calls_and_uses_conditional_fetches() {
+    let chats = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let chats = chats.clone();
+        Server::start(move |req: &Request| match req.path.as_str() {
+            "/v1/models" => Reply::json(200, json!({"data": []})),
+            "/v1/chat/completions" => {
+                chats.fetch_add(1, Ordering::SeqCst);
+                Reply::json(
+                    200,
+                    json!({"choices": [{"message": {"role": "assistant", "content": "Cached summary."}}], "usage": {"prompt_tokens": 50, "completion_tokens": 3}}),
+                )
+            }
+            "/page" => {
+                if req.header("if-none-match") == Some("\"v1\"") {
+                    Reply::Full {
+                        status: 304,
+                        headers: vec![("ETag".into(), "\"v1\"".into())],
+                        body: Vec::new(),
+                    }
+                } else {
+                    Reply::html(article("Cached", "the lighthouse")).with_header("ETag", "\"v1\"")
+                }
+            }
+            _ => Reply::status(404, "text/plain", ""),
+        })
+    };
+    let home = tempfile::tempdir().unwrap();
+    let run = || {
+        summarize(home.path())
+            .env("OPENAI_BASE_URL", server.url("/v1"))
+            .args([
+                "-b",
+                "openai",
+                "-m",
+                "m",
+                "-q",
+                server.url("/page").as_str(),
+                "samples/article.html",
+            ])
+            .output()
+            .unwrap()
+    };
+    let first = records(&run().stdout);
+    assert_eq!(chats.load(Ordering::SeqCst), 2);
+    assert!(first
+        .iter()
+        .all(|r| r["cache_hit"] == false && r["status"] == "ok"));
+    let second = records(&run().stdout);
+    assert_eq!(
+        chats.load(Ordering::SeqCst),
+        2,
+        "no model call on the rerun"
+    );
+    for (a, b) in first.iter().zip(&second) {
+        assert_eq!(b["cache_hit"], true);
+        assert_eq!(a["summary"], b["summary"]);
+        assert_eq!(b["tokens_in"], 0, "a hit spends no tokens");
+    }
+    let page_requests: Vec<Request> = server
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path == "/page")
+        .cloned()
+        .collect();
+    assert_eq!(page_requests.len(), 2);
+    assert_eq!(
+        page_requests[1].header("if-none-match"),
+        Some("\"v1\""),
+        "the rerun fetched conditionally"
+    );
+    // --no-cache really calls the model.
+    summarize(home.path())
+        .env("OPENAI_BASE_URL", server.url("/v1"))
+        .args([
+            "-b",
+            "openai",
+            "-m",
+            "m",
+            "-q",
+            "--no-cache",
+            "samples/article.html",
+        ])
+        .assert()
+        .success();
+    assert_eq!(chats.load(Ordering::SeqCst), 3);
+}
+
+/// A sentinel API key must appear nowhere: stdout, stderr at -vvv, the report, the cache.
+/// Hostile titles lose their terminal escapes before reaching any output.
+#[test]
+fn issue5_secrets_never_leak_and_escapes_are_stripped() {
+    const KEY: &str = "sk-SENTINEL-7f3a9c-do-not-print";
+    let server = Server::start(|req: &Request| {
+        match req.path.as_str() {
+        "/v1/models" => Reply::json(200, json!({"data": [{"id": "m"}]})),
+        "/v1/chat/completions" => {
+            if req.header("authorization") != Some(&format!("Bearer {KEY}")) {
+                return Reply::json(401, json!({"error": {"message": "bad key"}}));
+            }
+            Reply::json(200, json!({"choices": [{"message": {"role": "assistant", "content": "Summary with \u{1b}[31mcolour\u{1b}[0m and \u{202e}bidi."}}]}))
+        }
+        "/evil" => Reply::html(format!(
+            "<html><head><title>Evil \u{1b}]0;pwned\u{7}\u{1b}[2J title \u{202e}gnp.exe</title></head><body><article>{}</article></body></html>",
+            "<p>Plain words about nothing in particular, repeated to be long enough for a summary.</p>".repeat(4)
+        )),
+        _ => Reply::status(500, "text/plain", "boom"),
+    }
+    });
+    let home = tempfile::tempdir().unwrap();
+    let report = home.path().join("report.jsonl");
+    let out = summarize(home.path())
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", server.url("/v1"))
+        .args([
+            "-b",
+            "openai",
+            "-m",
+            "m",
+            "-vvv",
+            "--retries",
+            "0",
+            "-f",
+            "md",
+            "-o",
+        ])
+        .arg(&report)
+        .args([server.url("/evil"), server.url("/broken")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut everything = Vec::new();
+    everything.extend_from_slice(&out.stdout);
+    everything.extend_from_slice(&out.stderr);
+    everything.extend_from_slice(&std::fs::read(&report).unwrap());
+    for entry in walk(home.path()) {
+        everything.extend_from_slice(&std::fs::read(entry).unwrap_or_default());
+    }
+    let all = String::from_utf8_lossy(&everything);
+    assert!(!all.contains("SENTINEL"), "the API key leaked");
+    let md = std::fs::read_to_string(&report).unwrap();
+    assert!(md.contains("## Evil"), "{md}");
+    for bad in ['\u{1b}', '\u{7}', '\u{202e}'] {
+        assert!(!md.contains(bad), "{bad:?} reached the report: {md:?}");
+    }
+    assert!(md.contains("Summary with colour and bidi."));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
