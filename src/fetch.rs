@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use url::Url;
 
 use std::sync::Arc;
@@ -212,10 +212,7 @@ pub fn status_error(status: reqwest::StatusCode, headers: &HeaderMap, url: &Url)
     let mut err =
         DocError::new(class, format!("{url}: HTTP {code} {reason} ({hint})")).with_status(code);
     if matches!(code, 429 | 503) {
-        err.retry_after = headers
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(retry::parse_retry_after);
+        err.retry_after = retry::retry_after(headers);
     }
     err
 }

@@ -41,6 +41,15 @@ pub enum SourceKind {
     },
 }
 
+/// A record id as text: JSON strings as they are, numbers as written.
+pub fn id_from_json(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// File extensions searched for inside directories.
 const DOC_EXTENSIONS: &[&str] = &["html", "htm", "xhtml", "md", "markdown", "txt", "text"];
 
@@ -366,10 +375,7 @@ pub fn jsonl_source(line: &str, at: &str, base_dir: &Path) -> Source {
             )
         }
     };
-    let id = rec.id.map(|v| match v {
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
-    });
+    let id = rec.id.as_ref().and_then(id_from_json);
     let mut source = match (rec.url, rec.path, rec.text) {
         (Some(u), None, None) => match parse_http_url(u.trim()) {
             Some(url) => from_url(url),

@@ -26,6 +26,14 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
+/// The `Retry-After` of a response, if it has a readable one.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
 /// How long to wait before attempt `attempt + 1` (attempt counts from 0).
 pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     if let Some(ra) = retry_after {

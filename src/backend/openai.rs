@@ -283,10 +283,7 @@ fn error_reply(
         )
     };
     let mut err = DocError::new(class, text).with_status(status);
-    err.retry_after = headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(retry::parse_retry_after);
+    err.retry_after = retry::retry_after(headers);
     err
 }
 

@@ -28,14 +28,6 @@ pub fn load(path: &Path) -> Result<References> {
     Ok(refs)
 }
 
-fn id_string(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 pub fn from_jsonl(text: &str) -> Result<References> {
     let mut refs = References::new();
     for (i, line) in text.lines().enumerate() {
@@ -52,7 +44,7 @@ pub fn from_jsonl(text: &str) -> Result<References> {
         }
         let v: Line =
             serde_json::from_str(line).with_context(|| format!("line {}: not JSON", i + 1))?;
-        let (Some(id), Some(reference)) = (id_string(&v.id), v.reference) else {
+        let (Some(id), Some(reference)) = (crate::input::id_from_json(&v.id), v.reference) else {
             bail!(
                 "line {}: needs string fields \"id\" and \"reference\"",
                 i + 1

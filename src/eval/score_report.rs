@@ -99,10 +99,8 @@ pub fn score(
                 i + 1
             )
         })?;
-        let id = match rec.id {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) => n.to_string(),
-            _ => anyhow::bail!("report line {}: no \"id\" field", i + 1),
+        let Some(id) = crate::input::id_from_json(&rec.id) else {
+            anyhow::bail!("report line {}: no \"id\" field", i + 1)
         };
         let ok = rec.status.as_deref() != Some("error");
         parsed.push((id, ok, rec.summary.unwrap_or_default()));
