@@ -6,7 +6,7 @@ SHARED ?= ../shared
 BIN_DEBUG = $${CARGO_TARGET_DIR:-target}/debug/summarize
 BIN_RELEASE = $${CARGO_TARGET_DIR:-target}/release/summarize
 
-.PHONY: all build release run test lint unit extract-gate test-integration model bench-extract eval bench-rouge clean
+.PHONY: all build release run test lint unit extract-gate test-integration model bench-extract bench-venv eval bench-rouge clean
 
 all: build
 
@@ -47,8 +47,15 @@ test-integration:
 model:
 	scripts/fetch-model.sh
 
+# F1/precision/recall and pages/s on the benchmark's dev pages; beside Python trafilatura when
+# .venv-bench has it (`make bench-venv` installs it).
+BENCH_PYTHON = $(if $(wildcard .venv-bench/bin/python),.venv-bench/bin/python,$(PYTHON))
 bench-extract: release
-	$(PYTHON) scripts/bench_extract.py --bin $(BIN_RELEASE) --ids dev --data $(SHARED)/data/article-extraction-benchmark
+	$(BENCH_PYTHON) scripts/bench_extract.py --bin $(BIN_RELEASE) --ids dev --data $(SHARED)/data/article-extraction-benchmark
+
+bench-venv:
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet trafilatura lxml_html_clean
 
 clean:
 	$(CARGO) clean
