@@ -6,7 +6,7 @@ SHARED ?= ../shared
 BIN_DEBUG = $${CARGO_TARGET_DIR:-target}/debug/summarize
 BIN_RELEASE = $${CARGO_TARGET_DIR:-target}/release/summarize
 
-.PHONY: all build release run test lint unit extract-gate test-integration model bench-extract bench-venv eval bench-rouge clean
+.PHONY: all build release run test lint unit extract-gate test-integration model bench-extract bench-venv eval bench-rouge fuzz clean
 
 all: build
 
@@ -67,3 +67,7 @@ eval: release
 # summarize eval vs Python rouge-score on the same 150 CNN/DM pairs.
 bench-rouge: release
 	scripts/bench-rouge.sh
+
+# Fuzz the extractor, chunker, input-list parser and sanitizer for FUZZ_SECONDS each (cargo-fuzz).
+fuzz:
+	scripts/fuzz.sh
