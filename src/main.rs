@@ -60,8 +60,10 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: u8) {
+    // Dependencies' own warnings (say, a page's malformed JSON-LD) are noise at the default
+    // level: per-document problems already reach the report and one stderr line each.
     let level = match verbose {
-        0 => "warn",
+        0 => "summarize=warn",
         1 => "summarize=info,warn",
         2 => "summarize=debug,info",
         _ => "trace",
