@@ -106,7 +106,7 @@ pub struct InputArgs {
     #[arg(short = 'j', long, value_name = "N", default_value_t = 8)]
     pub jobs: usize,
 
-    /// Per-request timeout in seconds, for fetching and for backend calls.
+    /// Per-request timeout in seconds, body included (model calls get at least 120).
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub timeout: f64,
 
