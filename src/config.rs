@@ -330,6 +330,11 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
             bail!("invalid --context-tokens {n}: use at least 256");
         }
     }
+    for (flag, value) in [("--rpm", args.rpm), ("--tpm", args.tpm)] {
+        if value == Some(0) {
+            bail!("invalid {flag} 0: use a positive limit, or leave the flag out for none");
+        }
+    }
     if !(0.0..=2.0).contains(&args.temperature) {
         bail!(
             "invalid --temperature {}: use a value from 0 to 2",
