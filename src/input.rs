@@ -59,7 +59,12 @@ pub fn collect(inputs: &[String], lists: &[PathBuf], stdin: &mut dyn BufRead) ->
     for list in lists {
         let label = list.display().to_string();
         match std::fs::read(list) {
-            Ok(bytes) => parse_list(&String::from_utf8_lossy(&bytes), &label, &mut out),
+            Ok(bytes) => parse_list_in(
+                &String::from_utf8_lossy(&bytes),
+                &label,
+                parent(list),
+                &mut out,
+            ),
             Err(e) => out.push(invalid(
                 &label,
                 ErrorClass::NotFound,
@@ -168,13 +173,17 @@ fn expand_file(path: &Path, out: &mut Vec<Source>) {
     }
     if !matches!(ext.as_str(), "html" | "htm" | "xhtml" | "md" | "markdown") {
         if let Some(text) = read_small_text(path) {
-            if looks_like_list(&text) {
-                parse_list(&text, &path.display().to_string(), out);
+            if looks_like_list_in(&text, parent(path)) {
+                parse_list_in(&text, &path.display().to_string(), parent(path), out);
                 return;
             }
         }
     }
     out.push(from_path(path.to_path_buf()));
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
 }
 
 fn extension(path: &Path) -> String {
@@ -195,9 +204,25 @@ fn read_small_text(path: &Path) -> Option<String> {
 
 /// A file is a list when every non-blank, non-comment line is an http(s) URL or an existing path.
 pub fn looks_like_list(text: &str) -> bool {
+    looks_like_list_in(text, Path::new("."))
+}
+
+/// `looks_like_list` for a list file in `base`, whose relative paths may be relative to it.
+pub fn looks_like_list_in(text: &str, base: &Path) -> bool {
     let mut entries = list_entries(text).peekable();
     entries.peek().is_some()
-        && entries.all(|line| parse_http_url(line).is_some() || Path::new(line).exists())
+        && entries.all(|line| parse_http_url(line).is_some() || resolve(line, base).is_some())
+}
+
+/// An existing path as written (relative to the working directory), else relative to `base`,
+/// the folder of the list that names it: a cron job's list keeps working from any directory.
+fn resolve(entry: &str, base: &Path) -> Option<PathBuf> {
+    let path = Path::new(entry);
+    if path.exists() {
+        return Some(path.to_path_buf());
+    }
+    let beside = base.join(path);
+    (path.is_relative() && beside.exists()).then_some(beside)
 }
 
 fn list_entries(text: &str) -> impl Iterator<Item = &str> {
@@ -208,6 +233,11 @@ fn list_entries(text: &str) -> impl Iterator<Item = &str> {
 
 /// Parses a URL/path list: one entry per line, `#` comments and blank lines skipped.
 pub fn parse_list(text: &str, label: &str, out: &mut Vec<Source>) {
+    parse_list_in(text, label, Path::new("."), out)
+}
+
+/// `parse_list` for a list file in `base` (see `resolve`).
+pub fn parse_list_in(text: &str, label: &str, base: &Path, out: &mut Vec<Source>) {
     for (lineno, raw) in text.lines().enumerate() {
         // ` #` starts a trailing comment; a `#` inside a URL is its fragment.
         let line = raw.split(" #").next().unwrap_or("");
@@ -219,20 +249,17 @@ pub fn parse_list(text: &str, label: &str, out: &mut Vec<Source>) {
             out.push(from_url(url));
             continue;
         }
-        let path = Path::new(line);
-        if path.is_dir() {
-            walk_dir(path, out);
-        } else if path.exists() {
-            out.push(from_path(path.to_path_buf()));
-        } else {
-            out.push(invalid(
+        match resolve(line, base) {
+            Some(path) if path.is_dir() => walk_dir(&path, out),
+            Some(path) => out.push(from_path(path)),
+            None => out.push(invalid(
                 line,
                 ErrorClass::InvalidInput,
                 format!(
                     "{label} line {}: '{line}' is neither an http(s) URL nor an existing path",
                     lineno + 1
                 ),
-            ));
+            )),
         }
     }
 }
@@ -251,7 +278,8 @@ fn walk_dir(dir: &Path, out: &mut Vec<Source>) {
                 }
                 // A URL list lying in a folder of documents is not itself a document.
                 if matches!(ext.as_str(), "txt" | "text")
-                    && read_small_text(e.path()).is_some_and(|t| looks_like_list(&t))
+                    && read_small_text(e.path())
+                        .is_some_and(|t| looks_like_list_in(&t, parent(e.path())))
                 {
                     tracing::debug!(path = %e.path().display(), "skipping a URL list inside a directory");
                     continue;
@@ -508,6 +536,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn list_paths_resolve_beside_the_list() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("docs")).unwrap();
+        std::fs::write(dir.path().join("docs/a.md"), "# A\n\ntext").unwrap();
+        std::fs::write(
+            dir.path().join("list.txt"),
+            "docs/a.md\nhttps://x.example/\n",
+        )
+        .unwrap();
+        let list = dir.path().join("list.txt").display().to_string();
+        let out = collect(&[list], &[], &mut "".as_bytes());
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].kind, SourceKind::Path(dir.path().join("docs/a.md")));
     }
 
     #[test]
