@@ -1,7 +1,9 @@
 //! DRAFT of `src/backend/local.rs` — NOT compiled (it lives in docs/). Written against the
 //! published sources of mistralrs 0.8.1 / mistralrs-core 0.8.1 / candle-core 0.10.2; see
 //! `docs/local-backend-notes.md` for the file/line references behind every API used here.
-//! Places where the API use is inferred rather than read are marked `UNSURE:`.
+//! Places where the API use is inferred rather than read are marked `UNSURE:`; those that the
+//! prototype (/work/scratch/local-proto, see notes "Measured (prototype)") compiled against
+//! mistralrs 0.8.1 and ran are marked `VERIFIED (prototype):`.
 //!
 //! The in-process `local` backend: a GGUF model run by mistral.rs inside this process. Loads the
 //! file once per run, entirely offline (no Hugging Face hub code path, no token lookup, no cache
@@ -226,7 +228,9 @@ impl Local {
             .context("the model loader panicked")??;
 
         // 4. The tokenizer, taken before the engine owns the pipeline (the engine spin-locks it).
-        //    UNSURE: `.tokenizer()` is a `MetadataMixin` method (trait not re-exported); it resolves
+        //    VERIFIED (prototype): `pipeline.lock().await.tokenizer()` compiles without importing
+        //    `MetadataMixin`, and `tok.encode(text, false)?.len()` gave 945 for the 946-token
+        //    (llama.cpp count) test prompt. Original note: `.tokenizer()` is a `MetadataMixin` method (trait not re-exported); it resolves
         //    on `dyn Pipeline` as a supertrait method, as `.name()` does in the SDK itself.
         let tok = pipeline
             .lock()
@@ -333,7 +337,8 @@ impl Local {
         let model = self.model.clone();
         let task = tokio::spawn(async move {
             let _permit = permit;
-            // UNSURE: the future must be Send for tokio::spawn; mistralrs-server awaits the same
+            // VERIFIED (prototype, compile only): `tokio::spawn(async move { model.send_chat_request(b).await })`
+            // with `model: Arc<Model>` compiles, so the future is Send. Original note: mistralrs-server awaits the same
             // call inside axum handlers, which require Send.
             model.send_chat_request(builder).await
         });
@@ -444,7 +449,8 @@ fn load_pipeline(
         )
         .with_context(|| format!("cannot load the model {}", path.display()))?;
     // `dyn Pipeline + Send + Sync` → `dyn Pipeline`: the same coercion the SDK's own
-    // `build_gguf_pipeline` relies on. UNSURE only in that it was not compiled here.
+    // `build_gguf_pipeline` relies on. VERIFIED (prototype): passing the
+    // `Arc<Mutex<dyn Pipeline + Send + Sync>>` straight into `MistralRsBuilder::new` compiles.
     Ok(pipeline)
 }
 
@@ -696,5 +702,204 @@ mod tests {
         assert_eq!(h.version, 3);
         assert_eq!(h.architecture.as_deref(), Some("llama"));
         assert_eq!(h.context_length, Some(8192));
+    }
+}
+
+// =====================================================================================
+// VERIFIED PROTOTYPE CODE (mistralrs =0.8.1, no features, CPU; compiled and run on 2026-11-28,
+// see notes "Measured (prototype)"). Copied from /work/scratch/local-proto/src/main.rs.
+// The load/engine/request code above matches it; the draft`s `load_pipeline`, SamplingParams
+// literal, `last_n_repeat_penalty`, the `mistralrs::error::Error` match and the spawned
+// `send_chat_request` all compiled unchanged. Kept inside a never-compiled module.
+// =====================================================================================
+#[cfg(any())]
+mod verified_prototype {
+    //! Prototype of summarize's `local` backend: mistralrs 0.8.1, GGUF, CPU, fully offline.
+    //! Usage: local-proto [path|builder] [f32|auto] PROMPT_FILE
+    use std::num::NonZeroUsize;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use anyhow::{Context, Result};
+    use mistralrs::core::{
+        AdapterPaths, GGUFLoaderBuilder, GGUFSpecificConfig, Loader, LocalModelPaths,
+        MistralRsBuilder, ModelPaths,
+    };
+    use mistralrs::{
+        DefaultSchedulerMethod, Device, DeviceMapSetting, GgufModelBuilder, Model, ModelDType,
+        RequestBuilder, SamplingParams, SchedulerConfig, TextMessageRole, TokenSource,
+    };
+
+    const MODEL: &str = "/root/.local/share/summarize/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    const SYSTEM: &str = "You are a helpful assistant that writes short, faithful summaries.";
+
+    fn load_pipeline(
+        path: &Path,
+        device: &Device,
+        dtype: ModelDType,
+    ) -> Result<Arc<tokio::sync::Mutex<dyn mistralrs::core::Pipeline + Send + Sync>>> {
+        let file_name = path.file_name().context("no file name")?.to_string_lossy().into_owned();
+        let loader: Box<dyn Loader> = GGUFLoaderBuilder::new(
+            None,
+            None,
+            path.display().to_string(),
+            vec![file_name],
+            GGUFSpecificConfig::default(),
+            false,
+            None,
+        )
+        .build();
+        let paths: Box<dyn ModelPaths> = Box::new(LocalModelPaths {
+            tokenizer_filename: PathBuf::new(),
+            config_filename: PathBuf::new(),
+            template_filename: None,
+            filenames: vec![path.to_path_buf()],
+            adapter_paths: AdapterPaths::None,
+            gen_conf: None,
+            preprocessor_config: None,
+            processor_config: None,
+            chat_template_json_filename: None,
+        });
+        loader.load_model_from_path(
+            &paths,
+            &dtype,
+            device,
+            true,
+            DeviceMapSetting::dummy(),
+            None,
+            None,
+        )
+    }
+
+    #[tokio::main]
+    async fn main() -> Result<()> {
+        let args: Vec<String> = std::env::args().collect();
+        let route = args.get(1).map(String::as_str).unwrap_or("path");
+        let dtype_s = args.get(2).map(String::as_str).unwrap_or("f32");
+        let prompt_file = args.get(3).context("usage: local-proto path|builder f32|auto PROMPT")?;
+        let user = std::fs::read_to_string(prompt_file)?;
+        let dtype = match dtype_s {
+            "f32" => ModelDType::F32,
+            "auto" => ModelDType::Auto,
+            "f16" => ModelDType::F16,
+            other => anyhow::bail!("dtype {other}"),
+        };
+        eprintln!(
+            "route={route} dtype={dtype_s} CANDLE_DEQUANTIZE_ALL={:?} RAYON_NUM_THREADS={:?} avx2_compiled={}",
+            std::env::var("CANDLE_DEQUANTIZE_ALL").ok(),
+            std::env::var("RAYON_NUM_THREADS").ok(),
+            cfg!(target_feature = "avx2"),
+        );
+
+        let t0 = Instant::now();
+        let (model, count): (Model, Box<dyn Fn(&str) -> usize>) = if route == "path" {
+            let path = PathBuf::from(MODEL);
+            let device = Device::Cpu;
+            let p2 = path.clone();
+            let pipeline = tokio::task::spawn_blocking(move || load_pipeline(&p2, &device, dtype))
+                .await??;
+            let tok = pipeline.lock().await.tokenizer().context("no tokenizer")?;
+            let count = Box::new(move |s: &str| tok.encode(s, false).map(|e| e.len()).unwrap_or(0));
+            eprintln!("load_model_from_path: {:.2}s", t0.elapsed().as_secs_f64());
+            let method = SchedulerConfig::DefaultScheduler {
+                method: DefaultSchedulerMethod::Fixed(NonZeroUsize::new(1).unwrap()),
+            };
+            let runner = MistralRsBuilder::new(pipeline, method, false, None)
+                .with_no_prefix_cache(true)
+                .build()
+                .await;
+            (Model::new(runner), count as Box<dyn Fn(&str) -> usize>)
+        } else {
+            let dir = Path::new(MODEL).parent().unwrap().display().to_string();
+            let file = Path::new(MODEL).file_name().unwrap().to_string_lossy().into_owned();
+            let model = GgufModelBuilder::new(dir, vec![file])
+                .with_token_source(TokenSource::None)
+                .with_force_cpu()
+                .with_max_num_seqs(1)
+                .with_prefix_cache_n(None)
+                .build()
+                .await?;
+            (model, Box::new(|_: &str| 0usize) as Box<dyn Fn(&str) -> usize>)
+        };
+        eprintln!("load+engine build: {:.2}s", t0.elapsed().as_secs_f64());
+        eprintln!("max_sequence_length: {:?}", model.max_sequence_length()?);
+        eprintln!("tokenizer count(user) = {}", count(&user));
+
+        let params = SamplingParams {
+            temperature: None,
+            top_k: Some(1),
+            top_p: None,
+            min_p: None,
+            max_len: Some(64),
+            repetition_penalty: None,
+            frequency_penalty: None,
+            presence_penalty: None,
+            ..SamplingParams::deterministic()
+        };
+        let request = RequestBuilder::new()
+            .add_message(TextMessageRole::System, SYSTEM)
+            .add_message(TextMessageRole::User, &user)
+            .set_sampling(params);
+        let t1 = Instant::now();
+        let resp = model.send_chat_request(request).await?;
+        let wall = t1.elapsed().as_secs_f64();
+        let u = &resp.usage;
+        println!(
+            "RESULT prompt_tokens={} completion_tokens={} prefill_tok_s={:.1} decode_tok_s={:.1} prompt_time={:.3} compl_time={:.3} total_time={:.3} wall={:.3} finish={}",
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.avg_prompt_tok_per_sec,
+            u.avg_compl_tok_per_sec,
+            u.total_prompt_time_sec,
+            u.total_completion_time_sec,
+            u.total_time_sec,
+            wall,
+            resp.choices[0].finish_reason
+        );
+        println!("TEXT {:?}", resp.choices[0].message.content.as_deref().unwrap_or(""));
+        Ok(())
+    }
+
+    // ---- compile-only checks of the draft's UNSURE parts (not executed) ----
+    #[allow(dead_code)]
+    fn check_send(model: Arc<Model>, b: RequestBuilder) -> tokio::task::JoinHandle<mistralrs::error::Result<mistralrs::ChatCompletionResponse>> {
+        tokio::spawn(async move { model.send_chat_request(b).await })
+    }
+
+    #[allow(dead_code)]
+    fn last_n_repeat_penalty(penalty: f32, last_n: usize) -> Arc<dyn mistralrs::CustomLogitsProcessor> {
+        Arc::new(move |logits: &mistralrs::Tensor, context: &[u32]| -> mistralrs::Result<mistralrs::Tensor> {
+            if penalty == 1.0 || context.is_empty() {
+                return Ok(logits.clone());
+            }
+            let mut values: Vec<f32> = logits.to_vec1()?;
+            let window = &context[context.len().saturating_sub(last_n)..];
+            let mut seen = std::collections::HashSet::with_capacity(window.len());
+            for &token in window {
+                if seen.insert(token) {
+                    if let Some(l) = values.get_mut(token as usize) {
+                        *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
+                    }
+                }
+            }
+            let n = values.len();
+            mistralrs::Tensor::from_vec(values, n, logits.device())
+        })
+    }
+
+    #[allow(dead_code)]
+    fn classify(e: &mistralrs::error::Error) -> &'static str {
+        match e {
+            mistralrs::error::Error::RequestValidation(m) if m.contains("Prompt sequence length is greater than") => "context",
+            mistralrs::error::Error::RequestValidation(_) => "bad",
+            mistralrs::error::Error::Channel(_) => "unavailable",
+            _ => "other",
+        }
+    }
+
+    #[allow(dead_code)]
+    fn check_builder_with_processor(b: RequestBuilder) -> RequestBuilder {
+        b.add_logits_processor(last_n_repeat_penalty(1.1, 64))
     }
 }
