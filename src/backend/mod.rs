@@ -342,6 +342,40 @@ async fn call<M: ChatModel>(
     Ok(strip_reasoning(&completion.text))
 }
 
+/// Sends one JSON request to a model server and reads the whole reply. Transport failures are
+/// the backend's (`backend_unavailable`, or `timeout`); the status is left to the caller's
+/// error mapping, which knows its API's error bodies.
+pub async fn send_json(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    timeout: Duration,
+    body: &serde_json::Value,
+) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, String), DocError> {
+    let parsed =
+        url::Url::parse(url).map_err(|e| DocError::new(ErrorClass::BackendError, e.to_string()))?;
+    let transport =
+        |e: reqwest::Error| backend_transport_error(crate::fetch::classify(&e, &parsed));
+    let resp = request
+        .timeout(timeout)
+        .json(body)
+        .send()
+        .await
+        .map_err(transport)?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.map_err(transport)?;
+    Ok((status, headers, text))
+}
+
+/// A transport failure talking to the backend is the backend's problem, not the document's.
+fn backend_transport_error(mut e: DocError) -> DocError {
+    e.class = match e.class {
+        ErrorClass::Timeout => ErrorClass::Timeout,
+        _ => ErrorClass::BackendUnavailable,
+    };
+    e
+}
+
 /// Removes `<think>…</think>` reasoning blocks that some models emit before their answer.
 pub fn strip_reasoning(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -6,7 +6,6 @@ use anyhow::{bail, Result};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::openai::backend_transport_error;
 use super::{CallSettings, ChatModel, ChatRequest, Completion, Tokenizer};
 use crate::config::{BackendConfig, SummarizeConfig};
 use crate::error::{DocError, ErrorClass};
@@ -114,8 +113,6 @@ impl Ollama {
 
     async fn chat_once(&self, request: &ChatRequest) -> Result<Completion, DocError> {
         let url = format!("{}/api/chat", self.host);
-        let parsed = url::Url::parse(&url)
-            .map_err(|e| DocError::new(ErrorClass::BackendError, e.to_string()))?;
         let body = json!({
             "model": self.model,
             "messages": [
@@ -130,20 +127,8 @@ impl Ollama {
                 "seed": request.seed,
             },
         });
-        let resp = self
-            .client
-            .post(&url)
-            .timeout(self.calls.timeout)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| backend_transport_error(crate::fetch::classify(&e, &parsed)))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| backend_transport_error(crate::fetch::classify(&e, &parsed)))?;
+        let (status, headers, text) =
+            super::send_json(self.client.post(&url), &url, self.calls.timeout, &body).await?;
         if !status.is_success() {
             return Err(self.error_reply(status.as_u16(), &headers, &text));
         }

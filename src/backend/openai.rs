@@ -159,21 +159,13 @@ impl OpenAi {
             "max_tokens"
         };
         body[limit_key] = json!(request.max_tokens);
-        let parsed = url::Url::parse(&url)
-            .map_err(|e| DocError::new(ErrorClass::BackendError, e.to_string()))?;
-        let resp = self
-            .request(self.client.post(&url))
-            .timeout(self.calls.timeout)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| backend_transport_error(crate::fetch::classify(&e, &parsed)))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| backend_transport_error(crate::fetch::classify(&e, &parsed)))?;
+        let (status, headers, text) = super::send_json(
+            self.request(self.client.post(&url)),
+            &url,
+            self.calls.timeout,
+            &body,
+        )
+        .await?;
         if !status.is_success() {
             return Err(error_reply(status.as_u16(), &headers, &text, &self.model));
         }
@@ -217,15 +209,6 @@ impl ChatModel for OpenAi {
     async fn chat(&self, request: ChatRequest) -> Result<Completion, DocError> {
         retry::with_retries(self.calls.retries, |_| self.chat_once(&request)).await
     }
-}
-
-/// A transport failure talking to the backend is the backend's problem, not the document's.
-pub fn backend_transport_error(mut e: DocError) -> DocError {
-    e.class = match e.class {
-        ErrorClass::Timeout => ErrorClass::Timeout,
-        _ => ErrorClass::BackendUnavailable,
-    };
-    e
 }
 
 /// Maps an error reply to a class: auth stops the run, 429/5xx retry, context length re-chunks.

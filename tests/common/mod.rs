@@ -183,15 +183,7 @@ fn serve(conn: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
             headers,
             body,
         } => {
-            let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
-            for (k, v) in &headers {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str(&format!(
-                "Content-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            ));
-            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(head(status, &headers, body.len()).as_bytes());
             let _ = conn.write_all(&body);
         }
         Reply::Hang(d) => thread::sleep(d),
@@ -200,15 +192,7 @@ fn serve(conn: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
             body,
             every,
         } => {
-            let mut head = "HTTP/1.1 200 OK\r\n".to_string();
-            for (k, v) in &headers {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str(&format!(
-                "Content-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            ));
-            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(head(200, &headers, body.len()).as_bytes());
             for piece in body.chunks(16) {
                 if conn.write_all(piece).is_err() {
                     return;
@@ -230,6 +214,18 @@ fn serve(conn: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
         Reply::Close => return,
     }
     let _ = conn.flush();
+}
+
+/// A response head announcing `len` body bytes on a connection that closes after it.
+fn head(status: u16, headers: &[(String, String)], len: usize) -> String {
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {len}\r\nConnection: close\r\n\r\n"
+    ));
+    head
 }
 
 fn reason(status: u16) -> &'static str {
