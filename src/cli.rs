@@ -24,18 +24,50 @@ pub struct Cli {
 }
 
 fn version_text() -> &'static str {
-    env!("CARGO_PKG_VERSION")
+    if cfg!(feature = "cuda") {
+        concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (local backend: mistral.rs, cpu + cuda)"
+        )
+    } else if cfg!(feature = "metal") {
+        concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (local backend: mistral.rs, cpu + metal)"
+        )
+    } else if cfg!(feature = "local") {
+        concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (local backend: mistral.rs, cpu)"
+        )
+    } else {
+        concat!(env!("CARGO_PKG_VERSION"), " (no local backend)")
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Extract the main text of each input without summarizing: one record per input.
     Extract(ExtractArgs),
+    /// Show the local model a run would use: its path on stdout, its details on stderr.
+    ///
+    /// Exit status 0 when the file is there and readable, 2 when it is not (with the fix).
+    Model(ModelArgs),
     /// Score an existing JSONL report against reference summaries (ROUGE), without re-running.
     ///
     /// Per-record scores go to stdout as JSONL, the aggregate to stderr. Failed records score 0.
     /// Exit status 1 when a --min-* gate fails.
     Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// A .gguf file to inspect instead of the one a run would use [env: SUMMARIZE_MODEL].
+    #[arg(short = 'm', long, value_name = "PATH.gguf")]
+    pub model: Option<String>,
+
+    /// Also check the file's sha256 (against the published default when it is the default file).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -166,13 +198,18 @@ pub struct SummarizeArgs {
     #[command(flatten)]
     pub input: InputArgs,
 
-    /// Which summarizer to use.
-    #[arg(short = 'b', long, value_enum, default_value_t = BackendKind::Extractive)]
+    /// Which summarizer to use (default: local; extractive in builds without the `local` feature).
+    #[arg(short = 'b', long, value_enum, env = "SUMMARIZE_BACKEND", default_value_t = BackendKind::DEFAULT, hide_default_value = true)]
     pub backend: BackendKind,
 
-    /// Model name for the backend (openai: gpt-4o-mini; ollama: llama3.2).
+    /// Model: a .gguf file for local [env: SUMMARIZE_MODEL; default: SmolLM2-135M-Instruct in the
+    /// data directory, see `summarize model`], a model name for openai (gpt-4o-mini) and ollama (llama3.2).
     #[arg(short = 'm', long, value_name = "MODEL")]
     pub model: Option<String>,
+
+    /// Where the local model runs: cpu, cuda[:N], metal[:N] (default: the GPU the binary was built for, else cpu).
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
 
     /// Base URL of the backend server [env: OPENAI_BASE_URL for openai, OLLAMA_HOST for ollama].
     #[arg(long, value_name = "URL")]
@@ -228,12 +265,23 @@ pub enum Format {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
+    /// A GGUF model run in this process (mistral.rs): offline, private, no server.
+    Local,
     /// No model: picks the most central sentences, deterministic.
     Extractive,
     /// Any OpenAI-compatible server: OpenAI, vLLM, llama.cpp server, LM Studio.
     Openai,
     /// An Ollama server.
     Ollama,
+}
+
+impl BackendKind {
+    /// The embedded model where this build has it, else sentence extraction.
+    pub const DEFAULT: BackendKind = if cfg!(feature = "local") {
+        BackendKind::Local
+    } else {
+        BackendKind::Extractive
+    };
 }
 
 #[cfg(test)]

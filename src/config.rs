@@ -112,6 +112,13 @@ pub enum BackendConfig {
         /// Model tag.
         model: String,
     },
+    /// A GGUF model run in this process (mistral.rs).
+    Local {
+        /// The model file and where its path came from.
+        location: crate::model::ModelLocation,
+        /// Where it runs.
+        device: crate::model::DeviceSpec,
+    },
 }
 
 impl BackendConfig {
@@ -120,6 +127,7 @@ impl BackendConfig {
             BackendConfig::Extractive => "extractive",
             BackendConfig::OpenAi { .. } => "openai",
             BackendConfig::Ollama { .. } => "ollama",
+            BackendConfig::Local { .. } => "local",
         }
     }
 }
@@ -286,8 +294,30 @@ pub fn for_extract(args: &InputArgs) -> Result<Config> {
 /// Configuration of a summarizing run.
 pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
     let mut config = base(&args.input)?;
+    if args.device.is_some() && args.backend != BackendKind::Local {
+        bail!("--device applies to --backend local only");
+    }
     let backend = match args.backend {
         BackendKind::Extractive => BackendConfig::Extractive,
+        BackendKind::Local => {
+            if !cfg!(feature = "local") {
+                bail!("this summarize was built without the local backend (cargo feature `local`); reinstall with default features (`cargo install summarize`), or use --backend extractive, openai or ollama");
+            }
+            if args.base_url.is_some() {
+                bail!("--base-url does not apply to --backend local (the model runs in this process); use --model PATH.gguf");
+            }
+            let device = match &args.device {
+                Some(d) => d
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("invalid --device: {e}"))?,
+                None => crate::model::DeviceSpec::Auto,
+            };
+            crate::model::DeviceSpec::check_supported(device)?;
+            BackendConfig::Local {
+                location: crate::model::locate(args.model.as_deref(), env)?,
+                device,
+            }
+        }
         BackendKind::Openai => {
             let base_url = args
                 .base_url

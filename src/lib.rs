@@ -15,6 +15,7 @@ pub mod exit;
 pub mod extract;
 pub mod fetch;
 pub mod input;
+pub mod model;
 pub mod pipeline;
 pub mod prompt;
 pub mod ratelimit;

@@ -10,7 +10,7 @@ use clap::Parser;
 
 use std::sync::Arc;
 use summarize::backend::{Backend, CallSettings};
-use summarize::cli::{Cli, Command, EvalArgs, EvalFormat};
+use summarize::cli::{Cli, Command, EvalArgs, EvalFormat, ModelArgs};
 use summarize::config::{self, Config, ProcessEnv};
 use summarize::eval::references;
 use summarize::eval::score_report::{self, Gates};
@@ -36,10 +36,26 @@ fn main() -> ExitCode {
     };
     let verbose = match &cli.command {
         Some(Command::Extract(a)) => a.input.verbose,
-        Some(Command::Eval(_)) => 0,
+        Some(Command::Eval(_) | Command::Model(_)) => 0,
         None => cli.summarize.input.verbose,
     };
     init_logging(verbose);
+    // Subcommands without a run need no async runtime.
+    let config = match &cli.command {
+        Some(Command::Eval(args)) => return finish(eval(args)),
+        Some(Command::Model(args)) => return finish(model_info(args)),
+        Some(Command::Extract(args)) => config::for_extract(&args.input),
+        None => config::for_summarize(&cli.summarize, &ProcessEnv),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => return finish(Err(e)),
+    };
+    // Before any other thread exists: the engine reads its settings from the environment.
+    #[cfg(feature = "local")]
+    if let Some(s) = &config.summarize {
+        summarize::backend::local::prepare_process_env(&s.backend);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -50,7 +66,12 @@ fn main() -> ExitCode {
             return Exit::Config.into();
         }
     };
-    match runtime.block_on(run(cli)) {
+    finish(runtime.block_on(run(config)))
+}
+
+/// An exit status from a command's result; errors are one line on stderr and exit 2.
+fn finish(result: Result<Exit>) -> ExitCode {
+    match result {
         Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("summarize: {e:#}");
@@ -77,12 +98,7 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-async fn run(cli: Cli) -> Result<Exit> {
-    let config = match &cli.command {
-        Some(Command::Eval(args)) => return eval(args),
-        Some(Command::Extract(args)) => config::for_extract(&args.input)?,
-        None => config::for_summarize(&cli.summarize, &ProcessEnv)?,
-    };
+async fn run(config: Config) -> Result<Exit> {
     let mut inputs = config.inputs.clone();
     if inputs.is_empty() && config.lists.is_empty() {
         if std::io::stdin().is_terminal() {
@@ -125,6 +141,7 @@ async fn run(cli: Cli) -> Result<Exit> {
                 timeout: config.fetch.timeout.max(Duration::from_secs(120)),
                 retries: config.fetch.retries,
                 limiter: Arc::new(RateLimiter::new(s.rpm, s.tpm)),
+                concurrency: config.jobs,
             };
             Some(Backend::connect(s, client, calls).await?)
         }
@@ -162,6 +179,63 @@ async fn run(cli: Cli) -> Result<Exit> {
 }
 
 /// `summarize eval`: scores a finished report; exit 1 when a gate fails.
+/// `summarize model`: the path a run would use on stdout, what the file is on stderr.
+fn model_info(args: &ModelArgs) -> Result<Exit> {
+    use summarize::model;
+    let location = model::locate(args.model.as_deref(), &ProcessEnv)?;
+    println!("{}", location.path.display());
+    let path = location.check()?;
+    let header = model::read_gguf_header(&path)
+        .with_context(|| format!("{} is not a usable GGUF model", path.display()))?;
+    let size = std::fs::metadata(&path)?.len();
+    eprintln!(
+        "model: {} ({}, {:.1} MB, architecture {}, {} context tokens, {} tensors mostly {})",
+        path.display(),
+        header.name.as_deref().unwrap_or("unnamed"),
+        size as f64 / 1e6,
+        header.architecture.as_deref().unwrap_or("?"),
+        header
+            .context_length
+            .map_or("unknown".to_string(), |n| n.to_string()),
+        header.tensors,
+        header.quantization.as_deref().unwrap_or("?"),
+    );
+    if !cfg!(feature = "local") {
+        eprintln!("note: this build has no local backend (cargo feature `local`)");
+    }
+    if args.verify {
+        let digest = sha256_file(&path)?;
+        let is_default =
+            path.file_name().and_then(|n| n.to_str()) == Some(model::DEFAULT_MODEL_FILE);
+        if is_default && digest != model::DEFAULT_MODEL_SHA256 {
+            bail!(
+                "{} has sha256 {digest}, not the published {}; delete it and {}",
+                path.display(),
+                model::DEFAULT_MODEL_SHA256,
+                model::FETCH_HINT
+            );
+        }
+        eprintln!(
+            "sha256: {digest}{}",
+            if is_default {
+                " (matches the published default)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(Exit::Success)
+}
+
+fn sha256_file(path: &std::path::Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
 fn eval(args: &EvalArgs) -> Result<Exit> {
     let refs = references::load(&args.references)?;
     let report = std::fs::read_to_string(&args.report)

@@ -755,3 +755,208 @@ fn references_flag_adds_rouge_and_quality_columns() {
         assert_eq!(r["lang_match"], true);
     }
 }
+
+// ---- the local backend (issue 3): the real SmolLM2 GGUF, in-process through mistral.rs ----
+
+/// The default model file, which `make test` fetches (`make model`) before running the tests.
+#[cfg(feature = "local")]
+fn local_model() -> std::path::PathBuf {
+    let loc = summarize::model::locate(None, &summarize::config::ProcessEnv).unwrap();
+    assert!(
+        loc.path.is_file(),
+        "the local backend tests need the model at {}: run `make model` (`make test` does)",
+        loc.path.display()
+    );
+    loc.path
+}
+
+/// Three sample documents through the local model, twice: non-empty summaries within the
+/// token limit of the requested length, identical both times, and nothing written for a
+/// Hugging Face cache (the run is offline by construction).
+#[cfg(feature = "local")]
+#[test]
+fn local_backend_summarizes_samples_deterministically() {
+    let model = local_model();
+    let home = tempfile::tempdir().unwrap();
+    let hf_home = home.path().join("hf");
+    let run = || {
+        let out = summarize(home.path())
+            .env("SUMMARIZE_BACKEND", "local")
+            .env("SUMMARIZE_MODEL", &model)
+            .env("HF_HOME", &hf_home)
+            .args([
+                "samples/",
+                "--length",
+                "short",
+                "--no-cache",
+                "--device",
+                "cpu",
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        records(&out.stdout)
+    };
+    let first = run();
+    assert_eq!(first.len(), 3, "{first:?}");
+    let limit = summarize::backend::max_tokens_for(40) as u64;
+    for rec in &first {
+        assert_eq!(field(rec, "status"), "ok", "{rec}");
+        assert_eq!(field(rec, "backend"), "local", "{rec}");
+        assert_eq!(field(rec, "model"), summarize::model::DEFAULT_MODEL_FILE);
+        let summary = field(rec, "summary");
+        assert!(summary.split_whitespace().count() >= 3, "{rec}");
+        let tokens_out = rec["tokens_out"].as_u64().unwrap();
+        assert!(
+            tokens_out > 0 && tokens_out <= limit,
+            "{tokens_out} > {limit}: {rec}"
+        );
+        assert!(rec["tokens_in"].as_u64().unwrap() > 50, "{rec}");
+    }
+    let second = run();
+    let summaries = |recs: &[Value]| -> Vec<String> {
+        recs.iter()
+            .map(|r| field(r, "summary").to_string())
+            .collect()
+    };
+    assert_eq!(summaries(&first), summaries(&second));
+    assert!(
+        !hf_home.exists(),
+        "the local backend created {}",
+        hf_home.display()
+    );
+    assert!(!home.path().join(".cache/huggingface").exists());
+}
+
+/// A document longer than the chunk budget goes map-reduce, counted with the model's tokenizer.
+#[cfg(feature = "local")]
+#[test]
+fn local_backend_map_reduces_long_documents() {
+    let model = local_model();
+    let home = tempfile::tempdir().unwrap();
+    let out = summarize(home.path())
+        .env("SUMMARIZE_BACKEND", "local")
+        .env("HF_HOME", home.path().join("hf"))
+        .args(["samples/field-guide.md", "--length", "short", "--no-cache"])
+        .args(["--chunk-tokens", "200", "-m"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let recs = records(&out.stdout);
+    assert_eq!(field(&recs[0], "status"), "ok", "{}", recs[0]);
+    assert!(recs[0]["chunks"].as_u64().unwrap() >= 2, "{}", recs[0]);
+    assert!(!field(&recs[0], "summary").trim().is_empty());
+}
+
+/// Missing, foreign and truncated model files, and a device this build lacks: one line naming
+/// the file and the fix, exit 2, no panic, no record.
+#[test]
+fn local_backend_bad_model_or_device_is_a_configuration_error() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let check = |args: &[&str], env: &[(&str, &std::path::Path)], wants: &[&str]| {
+        let mut cmd = summarize(home.path());
+        cmd.env("SUMMARIZE_BACKEND", "local");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.arg("samples/article.html").args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        for want in wants {
+            assert!(err.contains(want), "{args:?}: wanted {want:?} in {err}");
+        }
+    };
+    if !cfg!(feature = "local") {
+        check(&[], &[], &["built without the local backend"]);
+        return;
+    }
+    // Nothing at the default location (HOME is empty).
+    check(
+        &[],
+        &[],
+        &["no local model at", "default location", "make model"],
+    );
+    let missing = dir.path().join("nowhere.gguf");
+    check(
+        &["-m", missing.to_str().unwrap()],
+        &[],
+        &["nowhere.gguf", "from --model", "make model"],
+    );
+    let text = dir.path().join("notes.gguf");
+    std::fs::write(&text, "these are notes, not weights\n").unwrap();
+    check(
+        &[],
+        &[("SUMMARIZE_MODEL", &text)],
+        &["notes.gguf", "not a GGUF model file"],
+    );
+    // The first 2 MB of the real model: a valid header whose tensors run past the end.
+    let model = local_model_if_present();
+    if let Some(model) = model {
+        let truncated = dir.path().join("cut.gguf");
+        let bytes = std::fs::read(&model).unwrap();
+        std::fs::write(&truncated, &bytes[..2 << 20]).unwrap();
+        check(
+            &["-m", truncated.to_str().unwrap()],
+            &[],
+            &["cut.gguf", "truncated"],
+        );
+        if !cfg!(feature = "cuda") {
+            check(
+                &["-m", model.to_str().unwrap(), "--device", "cuda:0"],
+                &[],
+                &["--features cuda"],
+            );
+        }
+    }
+    check(&["--device", "tpu"], &[], &["invalid --device"]);
+}
+
+fn local_model_if_present() -> Option<std::path::PathBuf> {
+    summarize::model::locate(None, &summarize::config::ProcessEnv)
+        .ok()
+        .map(|l| l.path)
+        .filter(|p| p.is_file())
+}
+
+/// `summarize model` names the file a run would use and checks it.
+#[test]
+fn model_subcommand_prints_the_path_and_verifies() {
+    let home = tempfile::tempdir().unwrap();
+    let out = summarize(home.path()).arg("model").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let expected = home
+        .path()
+        .join("data/summarize/models")
+        .join(summarize::model::DEFAULT_MODEL_FILE);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        expected.to_str().unwrap()
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("make model"));
+    if let Some(model) = local_model_if_present() {
+        let out = summarize(home.path())
+            .env("SUMMARIZE_MODEL", &model)
+            .args(["model", "--verify"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert!(
+            err.contains("architecture llama") && err.contains("8192"),
+            "{err}"
+        );
+        if model.file_name().unwrap() == summarize::model::DEFAULT_MODEL_FILE {
+            assert!(
+                err.contains(summarize::model::DEFAULT_MODEL_SHA256),
+                "{err}"
+            );
+        }
+    }
+}

@@ -1,9 +1,12 @@
-//! Summarizers behind one small interface. The set is closed, so it is an enum: `extractive`
-//! (no model), `openai` (any OpenAI-compatible server) and `ollama`. Every backend returns the
+//! Summarizers behind one small interface. The set is closed, so it is an enum: `local` (a
+//! GGUF model in this process, behind the `local` cargo feature), `extractive` (no model),
+//! `openai` (any OpenAI-compatible server) and `ollama`. Every backend returns the
 //! same `Summary`. Model backends share the chunking and map-reduce logic here; each backend
 //! file only speaks its own wire format and says how it counts tokens and how big its context is.
 
 pub mod extractive;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod ollama;
 pub mod openai;
 
@@ -58,6 +61,9 @@ pub enum Tokenizer {
     /// three ASCII characters plus one per non-ASCII character. English averages about four
     /// characters per token, so chunks come out smaller than they could be, never too large.
     Estimate,
+    /// The local model's own tokenizer, from its GGUF file.
+    #[cfg(feature = "local")]
+    Local(local::LocalTokenizer),
 }
 
 impl Tokenizer {
@@ -74,6 +80,8 @@ impl Tokenizer {
                 });
                 ascii.div_ceil(3) + other
             }
+            #[cfg(feature = "local")]
+            Tokenizer::Local(t) => t.count(text),
         }
     }
 }
@@ -83,6 +91,8 @@ impl std::fmt::Debug for Tokenizer {
         match self {
             Tokenizer::Tiktoken(_) => f.write_str("Tiktoken"),
             Tokenizer::Estimate => f.write_str("Estimate"),
+            #[cfg(feature = "local")]
+            Tokenizer::Local(_) => f.write_str("Local"),
         }
     }
 }
@@ -93,6 +103,8 @@ pub enum Backend {
     Extractive,
     OpenAi(openai::OpenAi),
     Ollama(ollama::Ollama),
+    #[cfg(feature = "local")]
+    Local(local::Local),
 }
 
 /// Settings every backend call shares.
@@ -102,6 +114,8 @@ pub struct CallSettings {
     pub retries: u32,
     /// `--rpm` / `--tpm`, shared by every call of the run.
     pub limiter: Arc<RateLimiter>,
+    /// Calls in flight at once at most (`--jobs`); a GPU engine batches that many.
+    pub concurrency: usize,
 }
 
 impl Backend {
@@ -120,6 +134,16 @@ impl Backend {
             BackendConfig::Ollama { .. } => {
                 Backend::Ollama(ollama::Ollama::connect(config, client, calls).await?)
             }
+            #[cfg(feature = "local")]
+            BackendConfig::Local { .. } => {
+                Backend::Local(local::Local::connect(config, calls).await?)
+            }
+            #[cfg(not(feature = "local"))]
+            BackendConfig::Local { .. } => {
+                anyhow::bail!(
+                    "this summarize was built without the local backend (cargo feature `local`)"
+                )
+            }
         })
     }
 
@@ -128,6 +152,8 @@ impl Backend {
             Backend::Extractive => "extractive",
             Backend::OpenAi(_) => "openai",
             Backend::Ollama(_) => "ollama",
+            #[cfg(feature = "local")]
+            Backend::Local(_) => "local",
         }
     }
 
@@ -137,6 +163,8 @@ impl Backend {
             Backend::Extractive => "extractive".to_string(),
             Backend::OpenAi(b) => format!("openai {} {}", b.base_url(), b.model),
             Backend::Ollama(b) => format!("ollama {} {}", b.host(), b.model),
+            #[cfg(feature = "local")]
+            Backend::Local(b) => b.identity(),
         }
     }
 
@@ -150,6 +178,8 @@ impl Backend {
             Backend::Extractive => "",
             Backend::OpenAi(b) => &b.model,
             Backend::Ollama(b) => &b.model,
+            #[cfg(feature = "local")]
+            Backend::Local(b) => &b.model_name,
         }
     }
 
@@ -168,6 +198,8 @@ impl Backend {
             },
             Backend::OpenAi(b) => map_reduce(b, title, text, config).await?,
             Backend::Ollama(b) => map_reduce(b, title, text, config).await?,
+            #[cfg(feature = "local")]
+            Backend::Local(b) => map_reduce(b, title, text, config).await?,
         };
         if summary.text.trim().is_empty() {
             return Err(DocError::new(
