@@ -49,7 +49,9 @@ def run(model, outdir, max_tokens):
     llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
     reply = llm.create_chat_completion(
         [{"role": "system", "content": system}, {"role": "user", "content": user}],
-        temperature=0, top_k=1, repeat_penalty=1.0, max_tokens=max_tokens,
+        # The local backend's sampling: greedy, repetition penalty 1.1 over the last 64 tokens
+        # (llama.cpp's last_n_tokens_size defaults to 64).
+        temperature=0, top_k=1, repeat_penalty=1.1, max_tokens=max_tokens,
     )
     perf = llama_cpp.llama_perf_context(llm._ctx.ctx)
     usage = reply["usage"]

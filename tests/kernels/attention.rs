@@ -301,8 +301,10 @@ fn reports_isa() {
 
 #[test]
 fn prefill_smollm_shapes() {
+    // 300 crosses the 256-position kv chunk and many 16-row query blocks; the benchmark's 971
+    // takes minutes in an unoptimised test build.
     for path in PATHS {
-        for n in [1, 7, 64, 971] {
+        for n in [1, 7, 64, 300] {
             let c = Case::new(1, 9, 3, 64, n, n);
             check_prefill(&c, None, path);
             check_prefill(&c, Some(&causal(n, n)), path);
