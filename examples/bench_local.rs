@@ -1,7 +1,7 @@
 //! One request to the local backend exactly as given, timed by the engine: the mistral.rs half
 //! of `make bench-local` (scripts/bench-local.sh runs llama.cpp on the same GGUF and prompt).
 //!
-//! usage: bench_local MODEL.gguf SYSTEM_FILE USER_FILE MAX_TOKENS
+//! usage: bench_local MODEL.gguf SYSTEM_FILE USER_FILE MAX_TOKENS [REPEAT_PENALTY]
 //! prints one JSON line: prompt/completion tokens, prefill and decode tokens/s, load seconds, text.
 
 use std::time::Instant;
@@ -14,8 +14,12 @@ use summarize::config::{self, ProcessEnv};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, model, system, user, max_tokens] = args.as_slice() else {
-        anyhow::bail!("usage: bench_local MODEL.gguf SYSTEM_FILE USER_FILE MAX_TOKENS");
+    let (model, system, user, max_tokens, penalty) = match args.as_slice() {
+        [_, m, s, u, n] => (m, s, u, n, "1.1"),
+        [_, m, s, u, n, p] => (m, s, u, n, p.as_str()),
+        _ => anyhow::bail!(
+            "usage: bench_local MODEL.gguf SYSTEM_FILE USER_FILE MAX_TOKENS [REPEAT_PENALTY]"
+        ),
     };
     let cli = Cli::try_parse_from([
         "summarize",
@@ -23,6 +27,8 @@ fn main() -> Result<()> {
         "local",
         "--device",
         "cpu",
+        "--repeat-penalty",
+        penalty,
         "-m",
         model,
         "-",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench-local: prefill and decode tokens/s of the local backend (mistral.rs, in-process)
 # beside llama.cpp (llama-cpp-python 0.3.36) on the same GGUF, the same ~950-token prompt, the
-# same thread count (BENCH_THREADS, default 2) and the same output length (64 tokens, greedy).
+# same thread count (BENCH_THREADS, default 2) and the same output length (64 tokens, greedy,
+# no repetition penalty, so that both engines compute the same thing and the texts can agree).
 # Each engine runs RUNS times (default 3) in fresh processes, alternating; the best run of each
 # is compared. Prints a table and the ratios mistral.rs / llama.cpp, and the same build with
 # the vendored CPU patches switched off (vendor/README.md) to show what they contribute.
@@ -29,10 +30,10 @@ export HF_HOME=$WORK/hf
 "$VENV/bin/python" scripts/bench_local.py prompt "$MODEL" "$WORK" 2>/dev/null
 log "prompt: $(wc -w < "$WORK/user.txt") words; $RUNS runs per engine, $BENCH_THREADS threads, $TOKENS new tokens"
 for i in $(seq "$RUNS"); do
-  "$VENV/bin/python" scripts/bench_local.py run "$MODEL" "$WORK" "$TOKENS" >> "$WORK/llama.jsonl"
-  "$BIN" "$MODEL" "$WORK/system.txt" "$WORK/user.txt" "$TOKENS" >> "$WORK/mistral.jsonl"
+  "$VENV/bin/python" scripts/bench_local.py run "$MODEL" "$WORK" "$TOKENS" 1.0 >> "$WORK/llama.jsonl"
+  "$BIN" "$MODEL" "$WORK/system.txt" "$WORK/user.txt" "$TOKENS" 1.0 >> "$WORK/mistral.jsonl"
   MISTRALRS_CPU_FAST_ATTN=0 MISTRALRS_CPU_QGEMV=0 \
-    "$BIN" "$MODEL" "$WORK/system.txt" "$WORK/user.txt" "$TOKENS" >> "$WORK/unpatched.jsonl"
+    "$BIN" "$MODEL" "$WORK/system.txt" "$WORK/user.txt" "$TOKENS" 1.0 >> "$WORK/unpatched.jsonl"
 done
 python3 - "$WORK/llama.jsonl" "$WORK/mistral.jsonl" "$WORK/unpatched.jsonl" <<'PY'
 import json, sys
@@ -50,7 +51,8 @@ print(f"ratio mistral.rs / llama.cpp: prefill {ratio(mist, llama, 'prefill_tok_s
 print(f"ratio patches on / off:      prefill {ratio(mist, unpatched, 'prefill_tok_s'):.2f}x, "
       f"decode {ratio(mist, unpatched, 'decode_tok_s'):.2f}x")
 same = mist[0]["text"] == llama[0]["text"]
-print(f"same text: {'yes' if same else 'no'}")
+print(f"same text as llama.cpp: {'yes' if same else 'no'}; "
+      f"patches on and off: {'same' if mist[0]['text'] == unpatched[0]['text'] else 'different'}")
 if not same:
     print("  llama.cpp:  " + json.dumps(llama[0]["text"])[:300])
     print("  mistral.rs: " + json.dumps(mist[0]["text"])[:300])

@@ -2,7 +2,8 @@
 
   bench_local.py prompt MODEL OUTDIR   writes OUTDIR/system.txt and OUTDIR/user.txt: the text of
                                        samples/article.html, paragraphs repeated up to ~950 tokens
-  bench_local.py run MODEL OUTDIR N    one llama.cpp run of that prompt, greedy, N new tokens,
+  bench_local.py run MODEL OUTDIR N [PENALTY]
+                                       one llama.cpp run of that prompt, greedy, N new tokens,
                                        2 threads; prints one JSON line like examples/bench_local.rs
 Runs in the llama-cpp-python venv (LLAMA_VENV).
 """
@@ -39,7 +40,7 @@ def make_prompt(model, outdir):
     open(os.path.join(outdir, "user.txt"), "w").write(user)
 
 
-def run(model, outdir, max_tokens):
+def run(model, outdir, max_tokens, penalty):
     threads = int(os.environ.get("BENCH_THREADS", "2"))
     system = open(os.path.join(outdir, "system.txt")).read()
     user = open(os.path.join(outdir, "user.txt")).read()
@@ -49,9 +50,7 @@ def run(model, outdir, max_tokens):
     llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
     reply = llm.create_chat_completion(
         [{"role": "system", "content": system}, {"role": "user", "content": user}],
-        # The local backend's sampling: greedy, repetition penalty 1.1 over the last 64 tokens
-        # (llama.cpp's last_n_tokens_size defaults to 64).
-        temperature=0, top_k=1, repeat_penalty=1.1, max_tokens=max_tokens,
+        temperature=0, top_k=1, repeat_penalty=penalty, max_tokens=max_tokens,
     )
     perf = llama_cpp.llama_perf_context(llm._ctx.ctx)
     usage = reply["usage"]
@@ -70,4 +69,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "prompt":
         make_prompt(sys.argv[2], sys.argv[3])
     else:
-        run(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        run(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]) if len(sys.argv) > 5 else 1.0)

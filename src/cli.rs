@@ -251,6 +251,10 @@ pub struct SummarizeArgs {
     #[arg(long, value_name = "FILE")]
     pub references: Option<PathBuf>,
 
+    /// Repetition penalty of the local model over the last 64 tokens (1.0 turns it off).
+    #[arg(long, value_name = "P", default_value_t = 1.1)]
+    pub repeat_penalty: f32,
+
     /// Sampling seed for model backends.
     #[arg(long, value_name = "N", default_value_t = 42)]
     pub seed: u64,

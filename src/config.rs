@@ -83,6 +83,8 @@ pub struct SummarizeConfig {
     pub temperature: f32,
     /// Sampling seed.
     pub seed: u64,
+    /// Repetition penalty of the local backend (1.0 = none).
+    pub repeat_penalty: f32,
     /// Requests per minute to the backend.
     pub rpm: Option<u64>,
     /// Tokens per minute to the backend.
@@ -371,6 +373,12 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
             args.temperature
         );
     }
+    if !(1.0..=2.0).contains(&args.repeat_penalty) {
+        bail!(
+            "invalid --repeat-penalty {}: use a value from 1.0 (off) to 2.0",
+            args.repeat_penalty
+        );
+    }
     config.summarize = Some(SummarizeConfig {
         backend,
         prompt: Prompt::load(&args.prompt)
@@ -381,6 +389,7 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
         context_tokens: args.context_tokens,
         temperature: args.temperature,
         seed: args.seed,
+        repeat_penalty: args.repeat_penalty,
         rpm: args.rpm,
         tpm: args.tpm,
         references: std::sync::Arc::new(match &args.references {

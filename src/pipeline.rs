@@ -328,7 +328,10 @@ async fn summarize_cached(
     };
     let identity = backend.identity();
     let words = config.length.words.to_string();
-    let sampling = format!("{} {}", config.temperature, config.seed);
+    let sampling = format!(
+        "{} {} {}",
+        config.temperature, config.seed, config.repeat_penalty
+    );
     let chunking = format!("{:?} {:?}", config.chunk_tokens, config.context_tokens);
     let key = crate::cache::key(&[
         &identity,

@@ -33,10 +33,9 @@ use crate::config::{BackendConfig, SummarizeConfig};
 use crate::error::{DocError, ErrorClass};
 use crate::model::{self, DeviceSpec, GgufHeader};
 
-/// The CTRL repetition penalty over the last `REPEAT_LAST_N` tokens, as llama.cpp and Ollama
-/// apply it. mistral.rs's own penalty covers the whole context, prompt included, which would
-/// penalise every word of the document the summary should reuse.
-const REPEAT_PENALTY: f32 = 1.1;
+/// The CTRL repetition penalty (`--repeat-penalty`) applies to the last `REPEAT_LAST_N` tokens,
+/// as llama.cpp and Ollama apply it. mistral.rs's own penalty covers the whole context, prompt
+/// included, which would penalise every word of the document the summary should reuse.
 const REPEAT_LAST_N: usize = 64;
 
 /// Above this file size the CPU path keeps the weights quantized: F32 weights take about
@@ -74,6 +73,7 @@ pub struct Local {
     context: usize,
     tokenizer: Tokenizer,
     calls: CallSettings,
+    repeat_penalty: f32,
     /// CPU: one permit, held for a whole engine round-trip. GPU: `None`.
     serial: Option<Arc<Semaphore>>,
 }
@@ -200,6 +200,7 @@ impl Local {
             context,
             tokenizer,
             calls,
+            repeat_penalty: config.repeat_penalty,
             serial: on_cpu.then(|| Arc::new(Semaphore::new(1))),
         })
     }
@@ -240,7 +241,7 @@ impl Local {
             .add_message(TextMessageRole::System, &request.system)
             .add_message(TextMessageRole::User, &request.user)
             .set_sampling(params)
-            .add_logits_processor(last_n_repeat_penalty(REPEAT_PENALTY, REPEAT_LAST_N));
+            .add_logits_processor(last_n_repeat_penalty(self.repeat_penalty, REPEAT_LAST_N));
         let model = self.model.clone();
         let task = tokio::spawn(async move {
             let _permit = permit;
