@@ -41,7 +41,7 @@ unit: model
 
 extract-gate:
 	@if [ -d "$(SHARED)/data/article-extraction-benchmark" ]; then \
-		$(CARGO) build --quiet && \
+		$(CARGO) build --quiet --tests && \
 		$(PYTHON) scripts/bench_extract.py --bin $(BIN_DEBUG) --ids dev --no-python-trafilatura --min-f1 0.955 --data $(SHARED)/data/article-extraction-benchmark; \
 	else \
 		echo "extract-gate: skipped, $(SHARED)/data/article-extraction-benchmark is absent (a clone outside the workplace)"; \

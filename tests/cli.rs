@@ -303,6 +303,7 @@ fn closed_stdout_pipe_is_not_an_error() {
     let bin = assert_cmd::cargo::cargo_bin("summarize");
     let mut child = std::process::Command::new(bin)
         .env("HOME", home.path())
+        .env("SUMMARIZE_BACKEND", "extractive")
         .args(["-q", "-j", "1"])
         .arg(&jsonl)
         .stdout(std::process::Stdio::piped())
@@ -340,6 +341,7 @@ fn sigint_keeps_finished_records_and_exits_130() {
     let bin = assert_cmd::cargo::cargo_bin("summarize");
     let child = std::process::Command::new(bin)
         .env("HOME", home.path())
+        .env("SUMMARIZE_BACKEND", "extractive")
         .args(["-q", "--timeout", "30", "-o"])
         .arg(&report)
         .args([

@@ -1,6 +1,7 @@
 //! The CPU kernels patched into the inference engine (vendor/README.md), compiled straight from
 //! the vendored files and checked against reference implementations: the matrix-vector products
-//! for decode (vendor/mistralrs-quant) against dequantize-then-f64-dot, and the attention
+//! for decode (vendor/mistralrs-quant) against dequantize-then-f64-dot and against ggml's
+//! 8-bit activation scheme, and the attention
 //! kernels (vendor/mistralrs-core) against a line-for-line port of the original mistral.rs
 //! kernels. Both the AVX2 and the portable paths run where the CPU has AVX2.
 
@@ -14,8 +15,14 @@ mod fast;
 #[path = "kernels/attention_reference.rs"]
 mod reference;
 
+#[path = "kernels/gemv_common.rs"]
+mod gemv_common;
+
 #[path = "kernels/gemv.rs"]
 mod gemv_tests;
+
+#[path = "kernels/gemv_q8.rs"]
+mod gemv_q8_tests;
 
 #[path = "kernels/attention.rs"]
 mod attention_tests;

@@ -287,6 +287,7 @@ fn issue5_resume_after_kill_9_loses_and_duplicates_nothing() {
         let report = home.path().join("report.jsonl");
         let mut child = std::process::Command::new(&bin)
             .env("HOME", home.path())
+            .env("SUMMARIZE_BACKEND", "extractive")
             .args(["-q", "-j", "3", "--retries", "0", "-o"])
             .arg(&report)
             .args(&urls)
@@ -297,6 +298,7 @@ fn issue5_resume_after_kill_9_loses_and_duplicates_nothing() {
         child.wait().unwrap();
         let status = std::process::Command::new(&bin)
             .env("HOME", home.path())
+            .env("SUMMARIZE_BACKEND", "extractive")
             .args(["-q", "-j", "3", "--retries", "0", "--resume", "-o"])
             .arg(&report)
             .args(&urls)
@@ -317,6 +319,7 @@ fn issue5_resume_after_kill_9_loses_and_duplicates_nothing() {
         // A second resume re-runs only the failed document and still leaves one record per input.
         let out = std::process::Command::new(&bin)
             .env("HOME", home.path())
+            .env("SUMMARIZE_BACKEND", "extractive")
             .args(["--resume", "-o"])
             .arg(&report)
             .args(&urls)

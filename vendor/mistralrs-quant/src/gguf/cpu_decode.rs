@@ -1,7 +1,12 @@
 //! summarize patch: when `GgufMatMul::forward` takes the matrix-vector kernels of `cpu_gemv`
 //! (decode-sized f32 inputs on the CPU, Q4_0/Q4_1/Q8_0 weights). See vendor/README.md.
+//!
+//! By default the activations are quantized to 8 bits per block of 32 and multiplied with
+//! integer instructions, as llama.cpp does (Q8_1 against Q4_1, Q8_0 against Q4_0/Q8_0).
+//! `MISTRALRS_CPU_QGEMV=f32` keeps them in f32 (exact products with the dequantized weights,
+//! about 1.5 times slower); `MISTRALRS_CPU_QGEMV=0` turns the kernels off.
 
-use super::cpu_gemv::{gemv_quant, WeightKind};
+use super::cpu_gemv::{gemv_quant, gemv_quant_q8, WeightKind};
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Storage, Tensor};
@@ -19,10 +24,25 @@ fn kind_of(dtype: GgmlDType) -> Option<WeightKind> {
     }
 }
 
-/// Whether the kernels are on: `MISTRALRS_CPU_QGEMV=0` turns them off (to measure them).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Off,
+    Int8,
+    F32,
+}
+
+/// `MISTRALRS_CPU_QGEMV`: unset = integer dots, `f32` = f32 activations, `0` = off.
+fn mode() -> Mode {
+    static MODE: std::sync::OnceLock<Mode> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| match std::env::var("MISTRALRS_CPU_QGEMV").as_deref() {
+        Ok("0") => Mode::Off,
+        Ok("f32") => Mode::F32,
+        _ => Mode::Int8,
+    })
+}
+
 fn enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("MISTRALRS_CPU_QGEMV").map_or(true, |v| v != "0"))
+    mode() != Mode::Off
 }
 
 /// The weights to keep for decode: a 2-D CPU tensor of a type the kernels read.
@@ -60,7 +80,12 @@ pub(crate) fn forward(q: &QTensor, x: &Tensor) -> candle_core::Result<Option<Ten
     let xs = &cpu.as_slice::<f32>()?[layout.start_offset()..][..rows * k];
     let data = q.data()?;
     let mut out = vec![0f32; rows * n];
-    gemv_quant(kind, &data, n, k, xs, rows, &mut out).map_err(candle_core::Error::msg)?;
+    let product = if mode() == Mode::F32 {
+        gemv_quant
+    } else {
+        gemv_quant_q8
+    };
+    product(kind, &data, n, k, xs, rows, &mut out).map_err(candle_core::Error::msg)?;
     let mut shape = dims.to_vec();
     if let Some(last) = shape.last_mut() {
         *last = n;
