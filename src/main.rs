@@ -184,9 +184,7 @@ fn model_info(args: &ModelArgs) -> Result<Exit> {
     use summarize::model;
     let location = model::locate(args.model.as_deref(), &ProcessEnv)?;
     println!("{}", location.path.display());
-    let path = location.check()?;
-    let header = model::read_gguf_header(&path)
-        .with_context(|| format!("{} is not a usable GGUF model", path.display()))?;
+    let (path, header) = location.inspect()?;
     let size = std::fs::metadata(&path)?.len();
     eprintln!(
         "model: {} ({}, {:.1} MB, architecture {}, {} context tokens, {} tensors mostly {})",

@@ -124,6 +124,14 @@ impl ModelLocation {
         }
         Ok(std::fs::canonicalize(path)?)
     }
+
+    /// `check`, then the GGUF header: the canonical path and what the file holds.
+    pub fn inspect(&self) -> Result<(PathBuf, GgufHeader)> {
+        let path = self.check()?;
+        let header = read_gguf_header(&path)
+            .with_context(|| format!("{} is not a usable GGUF model", path.display()))?;
+        Ok((path, header))
+    }
 }
 
 /// What we read from a GGUF header ourselves, before the engine sees the file.

@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 use super::{CallSettings, ChatModel, ChatRequest, Completion, Tokenizer};
 use crate::config::{BackendConfig, SummarizeConfig};
 use crate::error::{DocError, ErrorClass};
-use crate::model::{self, DeviceSpec, GgufHeader};
+use crate::model::{DeviceSpec, GgufHeader};
 
 /// The CTRL repetition penalty (`--repeat-penalty`) applies to the last `REPEAT_LAST_N` tokens,
 /// as llama.cpp and Ollama apply it. mistral.rs's own penalty covers the whole context, prompt
@@ -113,12 +113,10 @@ impl Local {
         };
         // The file is checked before mistral.rs sees it: a missing path must never turn into
         // a Hugging Face repo id, and a wrong file must give a clear message, not a panic.
-        let path = location.check()?;
-        let header = model::read_gguf_header(&path)
-            .with_context(|| format!("{} is not a usable GGUF model", path.display()))?;
+        let (path, header) = location.inspect()?;
         check_architecture(&path, &header)?;
 
-        device.check_supported()?;
+        // `--device` was checked against this build in `config::for_summarize`.
         let device = open_device(*device)?;
         let on_cpu = device.is_cpu();
         // F32 on the CPU: the automatic dtype is F16 there, emulated in software.
