@@ -42,6 +42,9 @@ fn main() -> Result<()> {
         max_tokens: max_tokens.parse()?,
         temperature: 0.0,
         seed: 0,
+        // Plain decoding, as llama.cpp's: no copy source, no sentence stop.
+        source: String::new(),
+        stop_words: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bump when the meaning of an entry changes, so old entries stop matching.
-const VERSION: &str = "summarize-cache-v1";
+const VERSION: &str = "summarize-cache-v2";
 
 /// A cached summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +19,10 @@ pub struct CachedSummary {
     pub tokens_in: u64,
     pub tokens_out: u64,
     pub chunks: usize,
+    #[serde(default)]
+    pub preselected_words: Option<usize>,
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// Validators and body of an earlier fetch of a URL.
@@ -136,6 +140,8 @@ mod tests {
             tokens_in: 3,
             tokens_out: 1,
             chunks: 1,
+            preselected_words: Some(240),
+            truncated: true,
         };
         cache.put_summary(&k, &entry);
         assert_eq!(cache.get_summary(&k), Some(entry));

@@ -92,6 +92,11 @@ pub struct EvalArgs {
     #[arg(long)]
     pub no_stem: bool,
 
+    /// Split summaries one sentence per line before ROUGE-Lsum (rouge-score's
+    /// split_summaries=True, and how a run scores its own records). Default: lines as written.
+    #[arg(long)]
+    pub split_summaries: bool,
+
     /// Fail (exit 1) when the mean ROUGE-1 F is below X (0-1, or points such as 40.4).
     #[arg(long, value_name = "X")]
     pub min_rouge1: Option<f64>,
@@ -222,6 +227,23 @@ pub struct SummarizeArgs {
     /// Summary length: short, medium, long, or a word count such as 150w.
     #[arg(long, value_name = "LENGTH", default_value = "medium")]
     pub length: String,
+
+    /// What the model sees: the most central sentences within a word budget (auto: 3x the
+    /// length for the local backend, the whole document for the others), off, or a budget such as 240w.
+    #[arg(long, value_name = "off|auto|Nw", default_value = "auto")]
+    pub preselect: String,
+
+    /// What the faithfulness guard does with invented numbers, names and links, echoed prompt
+    /// text, loops and a wrong length: repair (drop those sentences; fall back to the extractive
+    /// summary when too little is left), fallback, flag (record only) or off.
+    /// [default: repair for local, flag for openai and ollama]
+    #[arg(long, value_name = "MODE")]
+    pub guard: Option<String>,
+
+    /// Prompt set: small (document first, one short instruction, no system prompt: for models
+    /// under a billion parameters), full (system prompt and fenced document), or auto.
+    #[arg(long, value_name = "auto|small|full", default_value = "auto")]
+    pub prompt_style: String,
 
     /// Summary language: auto (the document's own) or a language name or code.
     #[arg(long, value_name = "LANG", default_value = "auto")]

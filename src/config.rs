@@ -75,6 +75,12 @@ pub struct SummarizeConfig {
     pub length: Length,
     /// Requested output language.
     pub language: Language,
+    /// What the model sees of a long document (`--preselect`).
+    pub preselect: crate::preselect::Preselect,
+    /// The faithfulness guard's mode, resolved for the backend.
+    pub guard: crate::guard::GuardMode,
+    /// The prompt set; `None` lets the backend decide by model size.
+    pub prompt_style: Option<crate::prompt::Style>,
     /// Explicit chunk budget in tokens, overriding the backend's own.
     pub chunk_tokens: Option<usize>,
     /// Explicit model context size in tokens, where the backend cannot report it.
@@ -379,7 +385,23 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
             args.repeat_penalty
         );
     }
+    let guard = match (&args.guard, &backend) {
+        (Some(g), _) => crate::guard::GuardMode::parse(g).map_err(anyhow::Error::msg)?,
+        (None, BackendConfig::Local { .. }) => crate::guard::GuardMode::Repair,
+        (None, BackendConfig::Extractive) => crate::guard::GuardMode::Off,
+        (None, _) => crate::guard::GuardMode::Flag,
+    };
+    let prompt_style = match args.prompt_style.trim().to_ascii_lowercase().as_str() {
+        "auto" => None,
+        "small" => Some(crate::prompt::Style::Small),
+        "full" => Some(crate::prompt::Style::Full),
+        other => bail!("invalid --prompt-style '{other}': use auto, small or full"),
+    };
     config.summarize = Some(SummarizeConfig {
+        preselect: crate::preselect::Preselect::parse(&args.preselect)
+            .map_err(anyhow::Error::msg)?,
+        guard,
+        prompt_style,
         backend,
         prompt: Prompt::load(&args.prompt)
             .with_context(|| format!("invalid --prompt '{}'", args.prompt))?,

@@ -1,7 +1,7 @@
 //! `summarize`: batch summarization of URLs and documents. The binary in `main.rs` is a thin
 //! shell over these modules; they are a library so that tests, benchmarks and fuzz targets can
-//! reach each stage directly. Data flows one way: input → fetch → decode → extract → chunk →
-//! backend → report, orchestrated by `pipeline`.
+//! reach each stage directly. Data flows one way: input → fetch → decode → extract →
+//! preselect → chunk → backend → guard → report, orchestrated by `pipeline`.
 
 pub mod backend;
 pub mod cache;
@@ -14,9 +14,11 @@ pub mod eval;
 pub mod exit;
 pub mod extract;
 pub mod fetch;
+pub mod guard;
 pub mod input;
 pub mod model;
 pub mod pipeline;
+pub mod preselect;
 pub mod prompt;
 pub mod ratelimit;
 pub mod report;

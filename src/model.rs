@@ -143,6 +143,10 @@ pub struct GgufHeader {
     /// `{architecture}.context_length`.
     pub context_length: Option<u64>,
     pub tensors: u64,
+    /// `tokenizer.ggml.eos_token_id`: the token that ends a reply.
+    pub eos_token_id: Option<u32>,
+    /// Weights in the file: the element counts of all tensors added up.
+    pub parameters: u64,
     /// The most common tensor type, such as `Q4_1`.
     pub quantization: Option<String>,
 }
@@ -200,6 +204,9 @@ pub fn read_gguf_header(path: &Path) -> Result<GgufHeader> {
                     alignment = n;
                 }
             }
+            "tokenizer.ggml.eos_token_id" => {
+                header.eos_token_id = r.value(t, true)?.and_then(|n| u32::try_from(n).ok());
+            }
             k if k.ends_with(".context_length") => {
                 if let Some(n) = r.value(t, true)? {
                     contexts.push((k.trim_end_matches(".context_length").to_string(), n));
@@ -230,6 +237,7 @@ pub fn read_gguf_header(path: &Path) -> Result<GgufHeader> {
         let ggml_type = r.u32()?;
         let offset = r.u64()?;
         *by_type.entry(ggml_type).or_default() += elements;
+        header.parameters = header.parameters.saturating_add(elements);
         infos.push((name, elements, ggml_type, offset));
     }
     let data_start = r.pos.div_ceil(alignment) * alignment;

@@ -21,6 +21,7 @@ use crate::error::{DocError, ErrorClass};
 use crate::eval;
 use crate::extract::{self, Extracted};
 use crate::fetch::Fetcher;
+use crate::guard;
 use crate::input::{Source, SourceKind};
 use crate::report::{self, ExtractRecord, RunStats, Sink, StatsCollector, Status, SummaryRecord};
 use crate::sanitize::one_line;
@@ -248,7 +249,11 @@ async fn summary_record(
                     &mut rec.cache_hit,
                 )
                 .await;
-                rec.summarize_ms = ms(t.elapsed());
+                let elapsed = ms(t.elapsed());
+                // Waiting for the engine or the rate limiter is not summarizing.
+                let queued = r.as_ref().map_or(0, |s| s.queue_ms).min(elapsed);
+                rec.queue_ms = queued;
+                rec.summarize_ms = elapsed - queued;
                 r.map(|summary| (summary, p.extracted.text))
                     .map_err(|mut e| {
                         if e.class == ErrorClass::BackendAuth {
@@ -268,10 +273,15 @@ async fn summary_record(
     match result {
         Ok((summary, source_text)) => {
             let text = crate::sanitize::clean_text(&summary.text);
+            let text = check_summary(&mut rec, backend, config, &source_text, text);
             rec.summary_words = crate::text::word_count(&text);
             rec.chunks = summary.chunks;
             rec.tokens_in = summary.tokens_in;
             rec.tokens_out = summary.tokens_out;
+            if backend.cacheable() {
+                rec.preselected_words = summary.preselected_words;
+                rec.truncated = Some(summary.truncated);
+            }
             if summary.tokens_out > 0 && rec.summarize_ms > 0 {
                 rec.tokens_per_s =
                     Some(summary.tokens_out as f64 * 1000.0 / rec.summarize_ms as f64);
@@ -280,26 +290,12 @@ async fn summary_record(
                 .reference
                 .as_ref()
                 .or_else(|| config.references.get(&source.id));
-            if let Some(reference) = reference {
-                let f = eval::rouge_f(reference, &text);
-                (rec.rouge1, rec.rouge2, rec.rouge_l, rec.rouge_lsum) = (
-                    Some(f.rouge1),
-                    Some(f.rouge2),
-                    Some(f.rouge_l),
-                    Some(f.rouge_lsum),
-                );
-            }
-            let q = eval::reffree::check(&source_text, &text);
-            rec.compression = Some(q.compression);
-            rec.coverage = Some(q.coverage);
-            rec.density = Some(q.density);
-            rec.novel_bigrams = Some(q.novel_bigrams);
-            rec.unsupported_numbers = Some(q.unsupported_numbers);
-            rec.source_lang = q.source_lang;
-            rec.summary_lang = q.summary_lang;
-            rec.lang_match = q.lang_match;
-            let ratio = rec.summary_words as f64 / config.length.words as f64;
-            rec.length_ok = Some((0.5..=1.5).contains(&ratio));
+            rec.set_scores(eval::score_summary(
+                &source_text,
+                &text,
+                reference.map(String::as_str),
+                config.length.words,
+            ));
             rec.summary = Some(text);
         }
         Err(e) => {
@@ -311,6 +307,44 @@ async fn summary_record(
     }
     rec.total_ms = ms(started.elapsed());
     report::to_map(&rec)
+}
+
+/// A model's summary through the cleaner and the faithfulness guard; returns the text to report
+/// and fills the record's guard columns. The extractive backend's summaries are the document's
+/// own sentences and pass through unchanged.
+fn check_summary(
+    rec: &mut SummaryRecord,
+    backend: &Backend,
+    config: &crate::config::SummarizeConfig,
+    source_text: &str,
+    text: String,
+) -> String {
+    if !backend.cacheable() {
+        return text;
+    }
+    let cleaned = guard::clean(&text);
+    rec.echo_stripped = Some(cleaned.stripped);
+    let instructions = crate::prompt::instruction_texts(&config.prompt, config.length, &config.language);
+    let prompt: Vec<&str> = instructions.iter().map(String::as_str).collect();
+    let context = guard::Context {
+        source: source_text,
+        words: config.length.words,
+        language: &config.language,
+        prompt: &prompt,
+    };
+    let fallback = || crate::backend::extractive::summarize(source_text, config.length.words);
+    let Some(verdict) = guard::guard(&cleaned.text, &context, config.guard, &fallback) else {
+        return cleaned.text;
+    };
+    rec.guard = Some(verdict.outcome.as_str().to_string());
+    rec.guard_reasons = Some(verdict.reasons.iter().map(|r| r.as_str().to_string()).collect());
+    if verdict.text != text {
+        rec.model_summary = Some(text);
+    }
+    if verdict.outcome == guard::Outcome::Fallback {
+        tracing::info!(id = %rec.id, reasons = ?verdict.reasons, "guard fell back to the extractive summary");
+    }
+    verdict.text
 }
 
 /// Summarizes through the cache: a hit makes no model call.
@@ -333,13 +367,20 @@ async fn summarize_cached(
         config.temperature, config.seed, config.repeat_penalty
     );
     let chunking = format!("{:?} {:?}", config.chunk_tokens, config.context_tokens);
+    let style = backend.style(config);
+    let input = format!(
+        "{} {:?}",
+        style.as_str(),
+        backend.preselect_budget(config)
+    );
     let key = crate::cache::key(&[
         &identity,
-        &config.prompt.template,
+        config.prompt.template_for(style),
         &words,
         config.language.as_str(),
         &sampling,
         &chunking,
+        &input,
         title,
         text,
     ]);
@@ -348,10 +389,10 @@ async fn summarize_cached(
         // No tokens were spent on this run; the entry keeps what the original call cost.
         return Ok(crate::backend::Summary {
             text: entry.summary,
-            tokens_in: 0,
-            tokens_out: 0,
             chunks: entry.chunks,
-            calls: 0,
+            preselected_words: entry.preselected_words,
+            truncated: entry.truncated,
+            ..crate::backend::Summary::default()
         });
     }
     let summary = backend.summarize(title, text, config).await?;
@@ -362,6 +403,8 @@ async fn summarize_cached(
             tokens_in: summary.tokens_in,
             tokens_out: summary.tokens_out,
             chunks: summary.chunks,
+            preselected_words: summary.preselected_words,
+            truncated: summary.truncated,
         },
     );
     Ok(summary)

@@ -29,14 +29,31 @@ pub struct SummaryRecord {
     pub model: String,
     pub prompt: String,
     pub chunks: usize,
+    /// Words the model saw after `--preselect` (absent: the whole document).
+    pub preselected_words: Option<usize>,
+    /// The token limit cut the summary's last sentence, which was dropped.
+    pub truncated: Option<bool>,
+    /// The faithfulness guard: passed, repaired, fallback (the summary is the extractive one)
+    /// or flagged; absent with `--guard off` and for the extractive backend.
+    pub guard: Option<String>,
+    pub guard_reasons: Option<Vec<String>>,
+    /// The model's own summary, kept when the guard changed it.
+    pub model_summary: Option<String>,
+    /// Label lines, fence markers and preambles removed from the model's reply.
+    pub echo_stripped: Option<usize>,
     pub tokens_in: u64,
     pub tokens_out: u64,
     pub fetch_ms: u64,
     pub extract_ms: u64,
+    /// Time waiting for an engine slot or the rate limiter before summarizing.
+    pub queue_ms: u64,
+    /// Time summarizing, waiting excluded.
     pub summarize_ms: u64,
     pub total_ms: u64,
     pub input_words: usize,
     pub summary_words: usize,
+    /// Distinct numbers written in digits in the summary.
+    pub summary_numbers: Option<usize>,
     /// The summary came from the cache: no model call was made.
     pub cache_hit: bool,
     /// Generated tokens per second of summarizing (model backends).
@@ -59,6 +76,31 @@ pub struct SummaryRecord {
     pub lang_match: Option<bool>,
     /// Whether the summary is within half to one and a half times the requested length.
     pub length_ok: Option<bool>,
+}
+
+impl SummaryRecord {
+    /// Copies a summary's scores into the record's columns.
+    pub fn set_scores(&mut self, s: crate::eval::SummaryScores) {
+        if let Some(f) = s.rouge {
+            (self.rouge1, self.rouge2, self.rouge_l, self.rouge_lsum) = (
+                Some(f.rouge1),
+                Some(f.rouge2),
+                Some(f.rouge_l),
+                Some(f.rouge_lsum),
+            );
+        }
+        let q = s.quality;
+        self.compression = Some(q.compression);
+        self.coverage = Some(q.coverage);
+        self.density = Some(q.density);
+        self.novel_bigrams = Some(q.novel_bigrams);
+        self.unsupported_numbers = Some(q.unsupported_numbers);
+        self.source_lang = q.source_lang;
+        self.summary_lang = q.summary_lang;
+        self.lang_match = q.lang_match;
+        self.summary_numbers = Some(s.numbers);
+        self.length_ok = Some(s.length_ok);
+    }
 }
 
 /// One extracted input (`summarize extract`).
@@ -273,6 +315,17 @@ pub struct RunStats {
     pub ttft_ms: Option<f64>,
     /// Mean ROUGE F with a 95% bootstrap interval, over records that had a reference.
     pub rouge: BTreeMap<String, MeanCi>,
+    /// The same over the summaries a model wrote (the guard passed or repaired them), when
+    /// some fell back to the extractive summary.
+    pub rouge_model_written: BTreeMap<String, MeanCi>,
+    /// Faithfulness guard outcomes (passed, repaired, fallback, flagged) over ok records.
+    pub guard: BTreeMap<String, usize>,
+    /// How many summaries had each guard finding.
+    pub guard_reasons: BTreeMap<String, usize>,
+    /// Summaries whose last sentence the token limit cut (and which was dropped).
+    pub truncated: usize,
+    /// Label lines, fence markers and preambles stripped from model replies, in all.
+    pub echo_stripped: usize,
     /// Reference-free checks over successful records.
     pub quality: Option<Quality>,
 }
@@ -287,6 +340,11 @@ pub struct Quality {
     pub mean_novel_bigrams: f64,
     /// Share of summaries with at least one number found nowhere in the source.
     pub unsupported_number_rate: f64,
+    /// Distinct numbers in all summaries, and how many of them the source does not have.
+    pub numbers: usize,
+    pub unsupported_numbers: usize,
+    /// `unsupported_numbers / numbers` (0 when no summary has a number).
+    pub unsupported_number_share: f64,
     /// Share of summaries whose language differs from the source's (where both were detected).
     pub lang_mismatch_rate: f64,
     /// Share of summaries within the requested length band.
@@ -299,7 +357,10 @@ pub struct StatsCollector {
     stats: RunStats,
     stages: BTreeMap<&'static str, Vec<u64>>,
     rouge: BTreeMap<&'static str, Vec<f64>>,
+    rouge_model_written: BTreeMap<&'static str, Vec<f64>>,
     quality: BTreeMap<&'static str, Vec<f64>>,
+    numbers: usize,
+    unsupported_numbers: usize,
 }
 
 impl StatsCollector {
@@ -330,13 +391,34 @@ impl StatsCollector {
                 .entry(class.to_string())
                 .or_default() += 1;
         }
-        for stage in ["fetch_ms", "extract_ms", "summarize_ms", "total_ms"] {
+        let summarized = record
+            .get("summarize_ms")
+            .and_then(Value::as_u64)
+            .is_some_and(|ms| ms > 0);
+        for stage in ["fetch_ms", "extract_ms", "queue_ms", "summarize_ms", "total_ms"] {
             if let Some(ms) = record.get(stage).and_then(Value::as_u64) {
-                if ms > 0 || stage == "total_ms" {
+                // A wait of 0 ms is a real wait time wherever a summary was made.
+                if ms > 0 || stage == "total_ms" || (stage == "queue_ms" && summarized) {
                     self.stages.entry(stage).or_default().push(ms);
                 }
             }
         }
+        let guard = record.get("guard").and_then(Value::as_str);
+        if let Some(outcome) = guard {
+            *self.stats.guard.entry(outcome.to_string()).or_default() += 1;
+        }
+        if let Some(reasons) = record.get("guard_reasons").and_then(Value::as_array) {
+            for r in reasons.iter().filter_map(Value::as_str) {
+                *self.stats.guard_reasons.entry(r.to_string()).or_default() += 1;
+            }
+        }
+        if record.get("truncated").and_then(Value::as_bool) == Some(true) {
+            self.stats.truncated += 1;
+        }
+        self.stats.echo_stripped += record
+            .get("echo_stripped")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as usize;
         self.stats.tokens_in += record.get("tokens_in").and_then(Value::as_u64).unwrap_or(0);
         self.stats.tokens_out += record
             .get("tokens_out")
@@ -345,6 +427,9 @@ impl StatsCollector {
         for metric in ["rouge1", "rouge2", "rougeL", "rougeLsum"] {
             if let Some(f) = record.get(metric).and_then(Value::as_f64) {
                 self.rouge.entry(metric).or_default().push(f);
+                if guard.is_some_and(|g| g != "fallback") {
+                    self.rouge_model_written.entry(metric).or_default().push(f);
+                }
             }
         }
         if ok && record.get("coverage").is_some_and(|v| !v.is_null()) {
@@ -362,6 +447,14 @@ impl StatsCollector {
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty());
             q.entry("unsupported").or_default().push(flag(unsupported));
+            self.numbers += record
+                .get("summary_numbers")
+                .and_then(Value::as_u64)
+                .unwrap_or(0) as usize;
+            self.unsupported_numbers += record
+                .get("unsupported_numbers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
             if let Some(m) = record.get("lang_match").and_then(Value::as_bool) {
                 q.entry("lang_mismatch").or_default().push(flag(!m));
             }
@@ -396,6 +489,13 @@ impl StatsCollector {
                 .rouge
                 .insert(metric.to_string(), MeanCi::of(values));
         }
+        if self.stats.guard.get("fallback").copied().unwrap_or(0) > 0 {
+            for (metric, values) in &self.rouge_model_written {
+                self.stats
+                    .rouge_model_written
+                    .insert(metric.to_string(), MeanCi::of(values));
+            }
+        }
         if let Some(coverage) = self.quality.get("coverage") {
             let mean = |k: &str| {
                 self.quality
@@ -409,6 +509,13 @@ impl StatsCollector {
                 mean_density: mean("density"),
                 mean_novel_bigrams: mean("novel_bigrams"),
                 unsupported_number_rate: mean("unsupported"),
+                numbers: self.numbers,
+                unsupported_numbers: self.unsupported_numbers,
+                unsupported_number_share: if self.numbers > 0 {
+                    self.unsupported_numbers as f64 / self.numbers as f64
+                } else {
+                    0.0
+                },
                 lang_mismatch_rate: mean("lang_mismatch"),
                 length_ok_rate: mean("length_ok"),
             });
@@ -461,36 +568,67 @@ impl RunStats {
             out.push('\n');
         }
         if !self.rouge.is_empty() {
-            let parts: Vec<String> = self
-                .rouge
-                .iter()
-                .map(|(m, c)| {
-                    format!(
-                        "{m} {:.2} [{:.2}, {:.2}]",
-                        c.mean * 100.0,
-                        c.ci95_low * 100.0,
-                        c.ci95_high * 100.0
-                    )
-                })
-                .collect();
             out.push_str(&format!(
                 "ROUGE F (n={}, 95% CI): {}\n",
                 self.rouge.values().next().map_or(0, |c| c.n),
-                parts.join(", ")
+                rouge_parts(&self.rouge).join(", ")
             ));
+        }
+        if !self.rouge_model_written.is_empty() {
+            out.push_str(&format!(
+                "ROUGE F of model-written summaries (n={}): {}\n",
+                self.rouge_model_written.values().next().map_or(0, |c| c.n),
+                rouge_parts(&self.rouge_model_written).join(", ")
+            ));
+        }
+        if !self.guard.is_empty() {
+            let outcomes: Vec<String> = ["passed", "repaired", "fallback", "flagged"]
+                .iter()
+                .filter_map(|k| self.guard.get(*k).map(|n| format!("{k} {n}")))
+                .collect();
+            let reasons: Vec<String> = self
+                .guard_reasons
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            out.push_str(&format!("guard: {}", outcomes.join(", ")));
+            if !reasons.is_empty() {
+                out.push_str(&format!(" (findings: {})", reasons.join(", ")));
+            }
+            if self.truncated > 0 {
+                out.push_str(&format!("; {} cut at the token limit", self.truncated));
+            }
+            out.push('\n');
         }
         if let Some(q) = &self.quality {
             out.push_str(&format!(
-                "quality: coverage {:.2}, density {:.1}, novel bigrams {:.2}, unsupported numbers in {:.0}% of summaries, length ok {:.0}%\n",
+                "quality: coverage {:.2}, density {:.1}, novel bigrams {:.2}, unsupported numbers {} of {} ({:.1}%, in {:.0}% of summaries), length ok {:.0}%\n",
                 q.mean_coverage,
                 q.mean_density,
                 q.mean_novel_bigrams,
+                q.unsupported_numbers,
+                q.numbers,
+                q.unsupported_number_share * 100.0,
                 q.unsupported_number_rate * 100.0,
                 q.length_ok_rate * 100.0
             ));
         }
         out
     }
+}
+
+fn rouge_parts(rouge: &BTreeMap<String, MeanCi>) -> Vec<String> {
+    rouge
+        .iter()
+        .map(|(m, c)| {
+            format!(
+                "{m} {:.2} [{:.2}, {:.2}]",
+                c.mean * 100.0,
+                c.ci95_low * 100.0,
+                c.ci95_high * 100.0
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

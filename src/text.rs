@@ -118,6 +118,33 @@ fn starts_upper(word: &str) -> bool {
         .is_some_and(|c| c.is_uppercase() || c.is_numeric())
 }
 
+/// Whether `text` ends a sentence: a terminator, then only closing quotes or brackets, and not
+/// a title abbreviation ("Dr.") or an initial ("J.") that a name continues.
+pub fn ends_sentence(text: &str) -> bool {
+    let t = text.trim_end();
+    let t = t.trim_end_matches(['"', '\'', '”', '’', ')', ']', '»']);
+    if !t.ends_with(['.', '!', '?', '…']) {
+        return false;
+    }
+    if !t.ends_with('.') {
+        return true;
+    }
+    let last = t
+        .rsplit(char::is_whitespace)
+        .next()
+        .unwrap_or("")
+        .trim_start_matches(['"', '\'', '“', '‘', '(']);
+    let word = last.trim_end_matches('.').to_ascii_lowercase();
+    let initial = word.chars().count() == 1 && word.chars().all(char::is_alphabetic);
+    !(initial || is_title_abbreviation(&word))
+}
+
+/// Whether `word` (lower case, without its period) is a title such as "dr" or "mr" that a name
+/// always follows.
+pub fn is_title_abbreviation(word: &str) -> bool {
+    TITLES.contains(&word)
+}
+
 /// Whether a single period closing `before` (the sentence so far, without the period)
 /// is part of a token rather than the end of the sentence.
 fn period_continues(before: &str, next: Option<&str>) -> bool {
@@ -182,6 +209,17 @@ pub fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sentence_ends() {
+        assert!(ends_sentence("The cat sat."));
+        assert!(ends_sentence("He said \"no.\" "));
+        assert!(ends_sentence("Really?"));
+        assert!(!ends_sentence("The cat sat"));
+        assert!(!ends_sentence("They met Dr."));
+        assert!(!ends_sentence("signed by J."));
+        assert!(ends_sentence("in the U.S."));
+    }
 
     #[test]
     fn splits_plain_sentences() {

@@ -733,6 +733,67 @@ fn issue4_extractive_default_beats_baselines_and_eval_gates() {
     }
 }
 
+/// Issue 9: `summarize eval` gives rouge-score's default numbers through the CLI: every F value
+/// of the shared rouge-vectors file (stemmed), one-line candidates included. `--split-summaries`
+/// splits sentences first, which changes only rougeLsum. Needs ../shared (skips without it).
+#[test]
+fn issue9_eval_cli_reproduces_rouge_score_vectors() {
+    let path = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/summarization/rouge-vectors.jsonl"
+    ));
+    let Ok(text) = std::fs::read_to_string(path) else {
+        eprintln!("skipped: {} is absent (a clone outside the workplace)", path.display());
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let (mut report, mut refs, mut want) = (String::new(), String::new(), Vec::new());
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if v.get("_meta").is_some() {
+            continue;
+        }
+        let id = v["id"].as_str().unwrap();
+        report.push_str(&json!({"id": id, "status": "ok", "summary": v["candidate"]}).to_string());
+        report.push('\n');
+        refs.push_str(&json!({"id": id, "reference": v["reference"]}).to_string());
+        refs.push('\n');
+        want.push(v["scores"]["stem"].clone());
+    }
+    std::fs::write(home.path().join("report.jsonl"), &report).unwrap();
+    std::fs::write(home.path().join("refs.jsonl"), &refs).unwrap();
+    let eval = |extra: &[&str]| {
+        let out = summarize(home.path())
+            .current_dir(home.path())
+            .args(["eval", "--references", "refs.jsonl", "report.jsonl"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        records(&out.stdout)
+    };
+    let got = eval(&[]);
+    assert_eq!(got.len(), 50);
+    let mut matched = 0;
+    for (g, w) in got.iter().zip(&want) {
+        for m in ["rouge1", "rouge2", "rougeL", "rougeLsum"] {
+            let (a, b) = (g[m]["fmeasure"].as_f64().unwrap(), w[m]["fmeasure"].as_f64().unwrap());
+            assert!((a - b).abs() < 1e-6, "{} {m}: {a} vs {b}", g["id"]);
+            matched += 1;
+        }
+    }
+    assert_eq!(matched, 200);
+    let split = eval(&["--split-summaries"]);
+    let changed: Vec<&Value> = split
+        .iter()
+        .zip(&got)
+        .filter(|(s, g)| s["rougeLsum"] != g["rougeLsum"])
+        .map(|(s, _)| &s["id"])
+        .collect();
+    assert!(!changed.is_empty(), "one-line candidates score differently when split");
+    assert!(split.iter().zip(&got).all(|(s, g)| s["rouge1"] == g["rouge1"]));
+}
+
 #[test]
 fn references_flag_adds_rouge_and_quality_columns() {
     let home = tempfile::tempdir().unwrap();

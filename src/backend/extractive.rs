@@ -32,51 +32,100 @@ pub const LONG_WORDS: usize = 160;
 const MIN_WORDS: usize = 6;
 /// Distinct content terms a sentence needs before it can be picked.
 const MIN_TERMS: usize = 3;
-/// Candidate rank at which the position prior has decayed to 1/e.
-const POSITION_DECAY: f64 = 20.0;
-/// Weight of the position prior for a very short document.
-const POSITION_WEIGHT: f64 = 0.7;
-/// Candidate count at which the position weight has halved (news articles have 10-50
-/// candidates, meeting transcripts hundreds).
-const POSITION_SCALE: f64 = 120.0;
-/// MMR trade-off between a sentence's own score and its overlap with the summary.
-const MMR_LAMBDA: f64 = 0.6;
-/// Cosine above which a sentence counts as a repeat of one already chosen.
-const DUPLICATE: f64 = 0.7;
+
+/// The scorer's settings. `Params::DEFAULT` is what every run uses; the fields are public so
+/// that `examples/cv_extractive.rs` can choose them by cross-validation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    /// Candidate rank at which the position prior has decayed to 1/e.
+    pub position_decay: f64,
+    /// Weight of the position prior for a very short document.
+    pub position_weight: f64,
+    /// Candidate count at which the position weight has halved (news articles have 10-50
+    /// candidates, meeting transcripts hundreds).
+    pub position_scale: f64,
+    /// MMR trade-off between a sentence's own score and its overlap with the summary.
+    pub mmr_lambda: f64,
+    /// Cosine above which a sentence counts as a repeat of one already chosen.
+    pub duplicate: f64,
+}
+
+impl Params {
+    pub const DEFAULT: Params = Params {
+        position_decay: 20.0,
+        position_weight: 0.7,
+        position_scale: 120.0,
+        mmr_lambda: 0.6,
+        duplicate: 0.7,
+    };
+}
 
 /// Summarizes `text` in about `target_words` words: whole sentences in document order,
 /// one per line. Returns an empty string only when `text` has no words.
 pub fn summarize(text: &str, target_words: usize) -> String {
-    let sentences = sentences(text);
-    if sentences.is_empty() {
-        return String::new();
+    Scorer::new(text).summarize(target_words, &Params::DEFAULT)
+}
+
+/// A document split, cleaned and vectorised once, to be summarized at any length and setting.
+pub struct Scorer {
+    sentences: Vec<Sentence>,
+    centrality: Vec<f64>,
+}
+
+impl Scorer {
+    pub fn new(text: &str) -> Scorer {
+        let sentences = sentences(text);
+        let centrality = centrality(&sentences);
+        Scorer {
+            sentences,
+            centrality,
+        }
     }
-    let target = target_words.max(1);
-    let candidates = candidates(&sentences, target);
-    let centrality = centrality(&sentences);
 
-    let max_centrality = candidates
-        .iter()
-        .map(|&i| centrality[i])
-        .fold(0.0, f64::max)
-        .max(f64::MIN_POSITIVE);
-    let n = candidates.len() as f64;
-    let position_weight = POSITION_WEIGHT / (1.0 + (n / POSITION_SCALE).powi(2));
-    let score: Vec<f64> = candidates
-        .iter()
-        .enumerate()
-        .map(|(rank, &i)| {
-            let position = (-(rank as f64) / POSITION_DECAY).exp();
-            (1.0 - position_weight) * centrality[i] / max_centrality + position_weight * position
-        })
-        .collect();
+    /// The first sentences of the document up to `count` (the Lead-N baseline), one per line.
+    pub fn lead(&self, count: usize) -> String {
+        self.sentences
+            .iter()
+            .take(count)
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 
-    let chosen = select(&sentences, &candidates, &score, target);
-    chosen
-        .iter()
-        .map(|&i| sentences[i].text.as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
+    pub fn summarize(&self, target_words: usize, params: &Params) -> String {
+        let sentences = &self.sentences;
+        if sentences.is_empty() {
+            return String::new();
+        }
+        let target = target_words.max(1);
+        let candidates = candidates(sentences, target);
+        let centrality = &self.centrality;
+
+        let max_centrality = candidates
+            .iter()
+            .map(|&i| centrality[i])
+            .fold(0.0, f64::max)
+            .max(f64::MIN_POSITIVE);
+        let n = candidates.len() as f64;
+        let position_weight =
+            params.position_weight / (1.0 + (n / params.position_scale).powi(2));
+        let score: Vec<f64> = candidates
+            .iter()
+            .enumerate()
+            .map(|(rank, &i)| {
+                let position = (-(rank as f64) / params.position_decay).exp();
+                (1.0 - position_weight) * centrality[i] / max_centrality
+                    + position_weight * position
+            })
+            .collect();
+
+        let chosen = select(sentences, &candidates, &score, target, params);
+        chosen
+            .iter()
+            .map(|&i| sentences[i].text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 struct Sentence {
@@ -138,6 +187,7 @@ fn select(
     candidates: &[usize],
     score: &[f64],
     target: usize,
+    params: &Params,
 ) -> Vec<usize> {
     let mut chosen: Vec<usize> = Vec::new();
     // Highest similarity of each candidate to any chosen sentence, updated as we go so
@@ -148,10 +198,10 @@ fn select(
     while total < target {
         let mut best: Option<(usize, f64)> = None;
         for k in 0..candidates.len() {
-            if used[k] || redundancy[k] > DUPLICATE {
+            if used[k] || redundancy[k] > params.duplicate {
                 continue;
             }
-            let value = MMR_LAMBDA * score[k] - (1.0 - MMR_LAMBDA) * redundancy[k];
+            let value = params.mmr_lambda * score[k] - (1.0 - params.mmr_lambda) * redundancy[k];
             // Strict comparison: ties go to the earlier sentence.
             if best.is_none_or(|(_, b)| value > b) {
                 best = Some((k, value));

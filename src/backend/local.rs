@@ -28,6 +28,7 @@ use mistralrs::{
 };
 use tokio::sync::Semaphore;
 
+use super::steer::{Steer, SteerConfig, Vocab};
 use super::{CallSettings, ChatModel, ChatRequest, Completion, Tokenizer};
 use crate::config::{BackendConfig, SummarizeConfig};
 use crate::error::{DocError, ErrorClass};
@@ -37,6 +38,16 @@ use crate::model::{DeviceSpec, GgufHeader};
 /// as llama.cpp and Ollama apply it. mistral.rs's own penalty covers the whole context, prompt
 /// included, which would penalise every word of the document the summary should reuse.
 const REPEAT_LAST_N: usize = 64;
+
+/// Copy-aware decoding (`steer.rs`): the logit bonus for a token that continues a span of the
+/// document, and the span length at which it is full. Chosen on the CNN/DM and QMSum dev sets.
+const COPY_BONUS: f32 = 0.0;
+const COPY_SPAN: usize = 3;
+/// Token n-grams that may not repeat within a summary.
+const NO_REPEAT_NGRAM: usize = 0;
+
+/// Models below this many parameters get the small prompt set (`prompt::Style::Small`).
+const SMALL_MODEL_PARAMETERS: u64 = 1_000_000_000;
 
 /// Above this file size the CPU path keeps the weights quantized: F32 weights take about
 /// 4 bytes per parameter, 6–7 times a 4-bit file.
@@ -69,11 +80,16 @@ pub struct Local {
     model: Arc<Model>,
     /// The file name, for `Backend::model()`.
     pub model_name: String,
+    /// Under a billion parameters: the small prompt set suits it.
+    pub small: bool,
     identity: String,
     context: usize,
     tokenizer: Tokenizer,
+    /// The model's tokenizer as ids, for the copy bonus.
+    encode: Arc<dyn Fn(&str) -> Vec<u32> + Send + Sync>,
+    vocab: Arc<Vocab>,
+    steer: SteerConfig,
     calls: CallSettings,
-    repeat_penalty: f32,
     /// CPU: one permit, held for a whole engine round-trip. GPU: `None`.
     serial: Option<Arc<Semaphore>>,
 }
@@ -140,11 +156,33 @@ impl Local {
             .await
             .tokenizer()
             .with_context(|| format!("{} carries no usable tokenizer", path.display()))?;
+        // The vocabulary as text, for the sentence stop and the banned pieces.
+        let size = tok.get_vocab_size(true) as u32;
+        let pieces: Vec<String> = (0..size)
+            .map(|id| tok.decode(&[id], false).unwrap_or_default())
+            .collect();
+        let mut eos: Vec<u32> = header.eos_token_id.into_iter().collect();
+        for end in ["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>"] {
+            if let Some(id) = tok.token_to_id(end) {
+                eos.push(id);
+            }
+        }
+        eos.sort_unstable();
+        eos.dedup();
+        let vocab = Arc::new(Vocab::new(pieces, eos));
+        let tok_ids = tok.clone();
+        let encode = Arc::new(move |text: &str| {
+            tok_ids
+                .encode_fast(text, false)
+                .map(|enc| enc.get_ids().to_vec())
+                .unwrap_or_default()
+        });
         let tokenizer = Tokenizer::Local(LocalTokenizer(Arc::new(move |text: &str| {
             tok.encode_fast(text, false)
                 .map(|enc| enc.len())
                 .unwrap_or_else(|_| Tokenizer::Estimate.count(text))
         })));
+        let steer = steer_config(config.repeat_penalty);
 
         // The engine runs on its own thread. On the CPU it takes one sequence at a time.
         let max_seqs = if on_cpu { 1 } else { calls.concurrency.max(1) };
@@ -174,12 +212,13 @@ impl Local {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs());
         let identity = format!(
-            "local {} {} {} {} {}",
+            "local {} {} {} {} {} {:?}",
             path.display(),
             meta.len(),
             mtime,
             header.name.as_deref().unwrap_or(""),
-            if on_cpu { "cpu" } else { "gpu" }
+            if on_cpu { "cpu" } else { "gpu" },
+            steer,
         );
         tracing::info!(
             path = %path.display(),
@@ -194,11 +233,14 @@ impl Local {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            small: header.parameters > 0 && header.parameters < SMALL_MODEL_PARAMETERS,
             identity,
             context,
             tokenizer,
+            encode,
+            vocab,
+            steer,
             calls,
-            repeat_penalty: config.repeat_penalty,
             serial: on_cpu.then(|| Arc::new(Semaphore::new(1))),
         })
     }
@@ -212,6 +254,7 @@ impl Local {
         // CPU: wait for the single permit before the timeout starts, and hold it in the task
         // that owns the engine round-trip, so that a request that timed out still blocks the
         // next one until the engine has finished with it (mistral.rs has no per-request cancel).
+        let waited = std::time::Instant::now();
         let permit = match &self.serial {
             Some(sem) => Some(sem.clone().acquire_owned().await.map_err(|_| {
                 DocError::new(
@@ -221,6 +264,7 @@ impl Local {
             })?),
             None => None,
         };
+        let queue_ms = waited.elapsed().as_millis() as u64;
         let greedy = request.temperature <= 0.0;
         let params = SamplingParams {
             temperature: (!greedy).then_some(f64::from(request.temperature)),
@@ -235,11 +279,23 @@ impl Local {
         };
         // `request.seed` cannot be passed: mistral.rs has one engine RNG, seeded with 0. At
         // temperature 0 (the default) decoding is greedy and needs none.
-        let builder = RequestBuilder::new()
-            .add_message(TextMessageRole::System, &request.system)
+        let steer = Steer::new(
+            self.vocab.clone(),
+            SteerConfig {
+                stop_words: request.stop_words,
+                ..self.steer.clone()
+            },
+            (self.encode)(&request.source),
+            &request.source,
+        );
+        let mut builder = RequestBuilder::new();
+        if !request.system.trim().is_empty() {
+            builder = builder.add_message(TextMessageRole::System, &request.system);
+        }
+        let builder = builder
             .add_message(TextMessageRole::User, &request.user)
             .set_sampling(params)
-            .add_logits_processor(last_n_repeat_penalty(self.repeat_penalty, REPEAT_LAST_N));
+            .add_logits_processor(steering(steer));
         let model = self.model.clone();
         let task = tokio::spawn(async move {
             let _permit = permit;
@@ -273,12 +329,9 @@ impl Local {
             "local completion"
         );
         let (tokens_in, tokens_out) = (usage.prompt_tokens as u64, usage.completion_tokens as u64);
-        let text = response
-            .choices
-            .into_iter()
-            .next()
-            .and_then(|c| c.message.content)
-            .unwrap_or_default();
+        let choice = response.choices.into_iter().next();
+        let truncated = choice.as_ref().is_some_and(|c| c.finish_reason == "length");
+        let text = choice.and_then(|c| c.message.content).unwrap_or_default();
         let speed = Speed {
             prefill_tok_s: f64::from(usage.avg_prompt_tok_per_sec),
             decode_tok_s: f64::from(usage.avg_compl_tok_per_sec),
@@ -290,6 +343,8 @@ impl Local {
                 text,
                 tokens_in,
                 tokens_out,
+                truncated,
+                queue_ms,
             },
             speed,
         ))
@@ -404,23 +459,25 @@ fn load_pipeline(
         .with_context(|| format!("cannot load the model {}", path.display()))
 }
 
-/// llama.cpp's repetition penalty over the last `last_n` tokens of the context only.
-fn last_n_repeat_penalty(penalty: f32, last_n: usize) -> Arc<dyn mistralrs::CustomLogitsProcessor> {
+/// The decoding settings of this build, with `SUMMARIZE_DEV_*` overrides for tuning runs.
+fn steer_config(repeat_penalty: f32) -> SteerConfig {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f32>().ok());
+    SteerConfig {
+        repeat_penalty,
+        repeat_last_n: REPEAT_LAST_N,
+        no_repeat_ngram: var("SUMMARIZE_DEV_NGRAM").map_or(NO_REPEAT_NGRAM, |v| v as usize),
+        copy_bonus: var("SUMMARIZE_DEV_COPY").unwrap_or(COPY_BONUS),
+        copy_span: var("SUMMARIZE_DEV_SPAN").map_or(COPY_SPAN, |v| v as usize),
+        stop_words: None,
+    }
+}
+
+/// The steering rules (`steer.rs`) as a mistral.rs logits processor.
+fn steering(steer: Steer) -> Arc<dyn mistralrs::CustomLogitsProcessor> {
     Arc::new(
         move |logits: &Tensor, context: &[u32]| -> mistralrs::Result<Tensor> {
-            if penalty == 1.0 || context.is_empty() {
-                return Ok(logits.clone());
-            }
             let mut values: Vec<f32> = logits.to_vec1()?;
-            let window = &context[context.len().saturating_sub(last_n)..];
-            let mut seen = std::collections::HashSet::with_capacity(window.len());
-            for &token in window {
-                if seen.insert(token) {
-                    if let Some(l) = values.get_mut(token as usize) {
-                        *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
-                    }
-                }
-            }
+            steer.apply(&mut values, context);
             let n = values.len();
             Tensor::from_vec(values, n, logits.device())
         },

@@ -9,6 +9,8 @@ pub mod extractive;
 pub mod local;
 pub mod ollama;
 pub mod openai;
+#[cfg(feature = "local")]
+pub mod steer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,18 +20,35 @@ use anyhow::Result;
 use crate::chunk;
 use crate::config::{BackendConfig, SummarizeConfig};
 use crate::error::{DocError, ErrorClass};
-use crate::prompt::{self, Vars};
+use crate::prompt::{self, Style, Vars};
 use crate::ratelimit::RateLimiter;
 
 /// One chat request to a model backend.
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
+    /// System message; empty sends none.
     pub system: String,
     pub user: String,
     /// Upper bound on generated tokens: the requested length plus headroom.
     pub max_tokens: usize,
     pub temperature: f32,
     pub seed: u64,
+    /// The text being summarized, as the model sees it: the local model's decoding copies
+    /// from it (other backends ignore it).
+    pub source: String,
+    /// Words after which the first sentence end closes the reply (the local model stops
+    /// there; other backends end at the token limit and the fragment is dropped).
+    pub stop_words: Option<usize>,
+}
+
+/// The chat messages of a request in the OpenAI/Ollama shape: no system message when it is empty.
+pub fn messages(request: &ChatRequest) -> serde_json::Value {
+    let mut messages = Vec::new();
+    if !request.system.trim().is_empty() {
+        messages.push(serde_json::json!({"role": "system", "content": request.system}));
+    }
+    messages.push(serde_json::json!({"role": "user", "content": request.user}));
+    serde_json::Value::Array(messages)
 }
 
 /// A model's reply and what it cost.
@@ -38,6 +57,10 @@ pub struct Completion {
     pub text: String,
     pub tokens_in: u64,
     pub tokens_out: u64,
+    /// The reply stopped at the token limit, not on its own.
+    pub truncated: bool,
+    /// Time spent waiting for an engine slot before the request ran.
+    pub queue_ms: u64,
 }
 
 /// The summary of one document, identical in shape for every backend.
@@ -50,6 +73,12 @@ pub struct Summary {
     pub chunks: usize,
     /// Model calls made, map and reduce steps together.
     pub calls: usize,
+    /// Words the model was shown after preselection; `None` when it saw the whole document.
+    pub preselected_words: Option<usize>,
+    /// The token limit cut the last sentence, which was dropped.
+    pub truncated: bool,
+    /// Time spent waiting for an engine slot or the rate limiter, not summarizing.
+    pub queue_ms: u64,
 }
 
 /// How a backend counts tokens.
@@ -183,24 +212,49 @@ impl Backend {
         }
     }
 
-    /// Summarizes one document's text: whole when it fits, map-reduce when it does not.
+    /// The prompt set this backend's model gets (`--prompt-style`, where `auto` picks `small`
+    /// for local models under a billion parameters).
+    pub fn style(&self, config: &SummarizeConfig) -> Style {
+        match config.prompt_style {
+            Some(style) => style,
+            #[cfg(feature = "local")]
+            None if matches!(self, Backend::Local(b) if b.small) => Style::Small,
+            None => Style::Full,
+        }
+    }
+
+    /// The preselection word budget for this backend (`--preselect`).
+    pub fn preselect_budget(&self, config: &SummarizeConfig) -> Option<usize> {
+        let local = self.name() == "local";
+        config.preselect.budget(local, config.length.words)
+    }
+
+    /// Summarizes one document's text: preselected when `--preselect` says so, then whole when
+    /// it fits and map-reduce when it does not.
     pub async fn summarize(
         &self,
         title: &str,
         text: &str,
         config: &SummarizeConfig,
     ) -> Result<Summary, DocError> {
-        let summary = match self {
+        let preselected = self
+            .preselect_budget(config)
+            .filter(|_| !matches!(self, Backend::Extractive))
+            .and_then(|budget| crate::preselect::select(text, budget));
+        let input = preselected.as_deref().unwrap_or(text);
+        let style = self.style(config);
+        let mut summary = match self {
             Backend::Extractive => Summary {
                 text: extractive::summarize(text, config.length.words),
                 chunks: 1,
                 ..Summary::default()
             },
-            Backend::OpenAi(b) => map_reduce(b, title, text, config).await?,
-            Backend::Ollama(b) => map_reduce(b, title, text, config).await?,
+            Backend::OpenAi(b) => map_reduce(b, title, input, config, style).await?,
+            Backend::Ollama(b) => map_reduce(b, title, input, config, style).await?,
             #[cfg(feature = "local")]
-            Backend::Local(b) => map_reduce(b, title, text, config).await?,
+            Backend::Local(b) => map_reduce(b, title, input, config, style).await?,
         };
+        summary.preselected_words = preselected.as_deref().map(crate::text::word_count);
         if summary.text.trim().is_empty() {
             return Err(DocError::new(
                 ErrorClass::EmptySummary,
@@ -239,11 +293,12 @@ async fn map_reduce<M: ChatModel>(
     title: &str,
     text: &str,
     config: &SummarizeConfig,
+    style: Style,
 ) -> Result<Summary, DocError> {
     let mut cap = usize::MAX;
     let mut attempts = 0;
     loop {
-        let (result, budget) = map_reduce_once(model, title, text, config, cap).await;
+        let (result, budget) = map_reduce_once(model, title, text, config, style, cap).await;
         match result {
             // The server knows its context better than we do: halve what we sent and retry.
             Err(e)
@@ -265,6 +320,7 @@ async fn map_reduce_once<M: ChatModel>(
     title: &str,
     text: &str,
     config: &SummarizeConfig,
+    style: Style,
     cap: usize,
 ) -> (Result<Summary, DocError>, usize) {
     let tok = model.tokenizer();
@@ -275,6 +331,7 @@ async fn map_reduce_once<M: ChatModel>(
         length: config.length,
         language: &config.language,
         part: None,
+        fence: style == Style::Full,
     };
     let map_length = crate::config::Length {
         words: (config.length.words * 3 / 2).clamp(80, 400),
@@ -285,8 +342,10 @@ async fn map_reduce_once<M: ChatModel>(
         ..final_vars.clone()
     };
     let reserve = max_tokens_for(config.length.words.max(map_length.words));
-    let overhead = prompt::overhead(&config.prompt.template, &final_vars, &count)
-        .max(prompt::overhead(prompt::CHUNK, &map_vars, &count));
+    let template = config.prompt.template_for(style);
+    let overhead = prompt::overhead(template, style.system(), &final_vars, &count).max(
+        prompt::overhead(style.chunk(), style.system(), &map_vars, &count),
+    );
     let context = model.context_tokens();
     let budget = match config.chunk_tokens {
         Some(n) => n,
@@ -301,7 +360,7 @@ async fn map_reduce_once<M: ChatModel>(
         return (Err(e), budget);
     }
     (
-        reduce(model, text, config, budget, &final_vars, map_length).await,
+        reduce(model, text, config, style, budget, &final_vars, map_length).await,
         budget,
     )
 }
@@ -310,10 +369,12 @@ async fn reduce<M: ChatModel>(
     model: &M,
     text: &str,
     config: &SummarizeConfig,
+    style: Style,
     budget: usize,
     final_vars: &Vars<'_>,
     map_length: crate::config::Length,
 ) -> Result<Summary, DocError> {
+    let template = config.prompt.template_for(style);
     let count = |s: &str| model.tokenizer().count(s);
     let mut summary = Summary::default();
     let mut current = text.to_string();
@@ -323,18 +384,30 @@ async fn reduce<M: ChatModel>(
             summary.chunks = chunks.len();
         }
         if chunks.len() <= 1 || depth >= MAX_DEPTH {
-            let user = config.prompt.render(&Vars {
-                text: &current,
-                ..final_vars.clone()
-            });
-            let done = call(model, user, config.length.words, config, &mut summary).await?;
-            summary.text = done;
+            let user = prompt::render(
+                template,
+                &Vars {
+                    text: &current,
+                    ..final_vars.clone()
+                },
+            );
+            let (done, cut) = call(
+                model,
+                (style, user, &current),
+                config.length.words,
+                config,
+                &mut summary,
+            )
+            .await?;
+            let (text, dropped) = complete_sentences(&done, cut);
+            summary.text = text;
+            summary.truncated = dropped;
             return Ok(summary);
         }
         let mut partials = Vec::with_capacity(chunks.len());
         for (i, piece) in chunks.iter().enumerate() {
             let user = prompt::render(
-                prompt::CHUNK,
+                style.chunk(),
                 &Vars {
                     text: piece,
                     part: Some((i + 1, chunks.len())),
@@ -342,36 +415,90 @@ async fn reduce<M: ChatModel>(
                     ..final_vars.clone()
                 },
             );
-            partials.push(call(model, user, map_length.words, config, &mut summary).await?);
+            let (partial, cut) = call(
+                model,
+                (style, user, piece),
+                map_length.words,
+                config,
+                &mut summary,
+            )
+            .await?;
+            partials.push(complete_sentences(&partial, cut).0);
         }
         current = partials.join("\n\n");
     }
     unreachable!("the loop returns at MAX_DEPTH")
 }
 
+/// One model call: (prompt style, user message, the text it summarizes). Returns the reply and
+/// whether the token limit cut it.
 async fn call<M: ChatModel>(
     model: &M,
-    user: String,
+    (style, user, source): (Style, String, &str),
     words: usize,
     config: &SummarizeConfig,
     summary: &mut Summary,
-) -> Result<String, DocError> {
+) -> Result<(String, bool), DocError> {
     let request = ChatRequest {
-        system: prompt::SYSTEM.to_string(),
+        system: style.system().to_string(),
         user,
         max_tokens: max_tokens_for(words),
         temperature: config.temperature,
         seed: config.seed,
+        source: source.to_string(),
+        stop_words: Some(words),
     };
     let tokens = model.tokenizer().count(&request.system)
         + model.tokenizer().count(&request.user)
         + request.max_tokens;
+    let waited = std::time::Instant::now();
     model.calls().limiter.acquire(tokens).await;
+    summary.queue_ms += waited.elapsed().as_millis() as u64;
     let completion = model.chat(request).await?;
     summary.tokens_in += completion.tokens_in;
     summary.tokens_out += completion.tokens_out;
+    summary.queue_ms += completion.queue_ms;
     summary.calls += 1;
-    Ok(strip_reasoning(&completion.text))
+    Ok((strip_reasoning(&completion.text), completion.truncated))
+}
+
+/// A reply that ends in the middle of a sentence loses the unfinished part: when the token
+/// limit cut it, or when prose simply stops without a sentence end. Returns the text and
+/// whether anything was dropped. A reply with no complete sentence at all is kept as it is.
+pub fn complete_sentences(text: &str, cut: bool) -> (String, bool) {
+    let text = text.trim_end();
+    let Some(last_line) = text.lines().last() else {
+        return (String::new(), false);
+    };
+    let bullet = last_line.trim_start().starts_with(['-', '*', '•']);
+    if bullet {
+        // A list item need not end in a period; only one cut by the limit is unfinished.
+        if cut && text.lines().count() > 1 {
+            let kept = text[..text.len() - last_line.len()].trim_end();
+            return (kept.to_string(), true);
+        }
+        return (text.to_string(), false);
+    }
+    if crate::text::ends_sentence(text) {
+        return (text.to_string(), false);
+    }
+    // The end of the last complete sentence, if any.
+    let head = &text[..text.len() - last_line.len()];
+    let spans = crate::text::split_sentences(last_line);
+    let complete: Vec<&str> = spans
+        .iter()
+        .copied()
+        .filter(|s| crate::text::ends_sentence(s))
+        .collect();
+    let end = complete.last().map(|s| {
+        let offset = s.as_ptr() as usize - last_line.as_ptr() as usize;
+        offset + s.len()
+    });
+    match end {
+        Some(end) => (format!("{head}{}", &last_line[..end]), true),
+        None if !head.trim().is_empty() => (head.trim_end().to_string(), true),
+        None => (text.to_string(), false),
+    }
 }
 
 /// Sends one JSON request to a model server and reads the whole reply. Transport failures are
@@ -455,6 +582,55 @@ mod tests {
         );
         assert_eq!(strip_reasoning("Answer<think>cut off"), "Answer");
         assert_eq!(strip_reasoning("plain"), "plain");
+    }
+
+    /// Issue 9: a summary never ends mid-sentence.
+    #[test]
+    fn issue9_unfinished_sentences_are_dropped() {
+        assert_eq!(
+            complete_sentences("One sentence. The collection now includes 2", true),
+            ("One sentence.".to_string(), true)
+        );
+        assert_eq!(
+            complete_sentences("One sentence. Two sentences.", false),
+            ("One sentence. Two sentences.".to_string(), false)
+        );
+        assert_eq!(
+            complete_sentences("First line.\nSecond line without end", false),
+            ("First line.".to_string(), true)
+        );
+        assert_eq!(
+            complete_sentences("- one\n- two\n- thr", true),
+            ("- one\n- two".to_string(), true)
+        );
+        assert_eq!(
+            complete_sentences("- one\n- two", false),
+            ("- one\n- two".to_string(), false)
+        );
+        assert_eq!(
+            complete_sentences("no sentence end at all", true),
+            ("no sentence end at all".to_string(), false)
+        );
+        assert_eq!(
+            complete_sentences("He met Dr. Smith. Then he left for the", true),
+            ("He met Dr. Smith.".to_string(), true)
+        );
+    }
+
+    #[test]
+    fn messages_skip_an_empty_system_prompt() {
+        let mut r = ChatRequest {
+            system: String::new(),
+            user: "u".into(),
+            max_tokens: 1,
+            temperature: 0.0,
+            seed: 0,
+            source: String::new(),
+            stop_words: None,
+        };
+        assert_eq!(messages(&r).as_array().unwrap().len(), 1);
+        r.system = "s".into();
+        assert_eq!(messages(&r)[0]["role"], "system");
     }
 
     #[test]

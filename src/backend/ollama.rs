@@ -32,6 +32,9 @@ struct ChatResponse {
     prompt_eval_count: u64,
     #[serde(default)]
     eval_count: u64,
+    /// "length" when the reply hit `num_predict`.
+    #[serde(default)]
+    done_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -115,10 +118,7 @@ impl Ollama {
         let url = format!("{}/api/chat", self.host);
         let body = json!({
             "model": self.model,
-            "messages": [
-                {"role": "system", "content": request.system},
-                {"role": "user", "content": request.user},
-            ],
+            "messages": super::messages(request),
             "stream": false,
             "options": {
                 "num_ctx": self.num_ctx,
@@ -142,6 +142,8 @@ impl Ollama {
             text: reply.message.map(|m| m.content).unwrap_or_default(),
             tokens_in: reply.prompt_eval_count,
             tokens_out: reply.eval_count,
+            truncated: reply.done_reason.as_deref() == Some("length"),
+            ..Completion::default()
         })
     }
 

@@ -40,6 +40,9 @@ struct ChatResponse {
 #[derive(Deserialize)]
 struct Choice {
     message: Message,
+    /// "length" when the reply hit `max_tokens`.
+    #[serde(default)]
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -145,10 +148,7 @@ impl OpenAi {
         let url = format!("{}/chat/completions", self.base_url);
         let mut body = json!({
             "model": self.model,
-            "messages": [
-                {"role": "system", "content": request.system},
-                {"role": "user", "content": request.user},
-            ],
+            "messages": super::messages(request),
             "temperature": request.temperature,
             "seed": request.seed,
             "stream": false,
@@ -175,12 +175,11 @@ impl OpenAi {
                 format!("the openai backend sent a reply that is not a chat completion ({e})"),
             )
         })?;
-        let content = reply
-            .choices
-            .into_iter()
-            .next()
-            .and_then(|c| c.message.content)
-            .unwrap_or_default();
+        let choice = reply.choices.into_iter().next();
+        let truncated = choice
+            .as_ref()
+            .is_some_and(|c| c.finish_reason.as_deref() == Some("length"));
+        let content = choice.and_then(|c| c.message.content).unwrap_or_default();
         let usage = reply.usage.unwrap_or(Usage {
             prompt_tokens: 0,
             completion_tokens: 0,
@@ -189,6 +188,8 @@ impl OpenAi {
             text: content,
             tokens_in: usage.prompt_tokens,
             tokens_out: usage.completion_tokens,
+            truncated,
+            ..Completion::default()
         })
     }
 }

@@ -44,6 +44,32 @@ pub fn rouge_f(reference: &str, summary: &str) -> RougeF {
     }
 }
 
+/// Every score of one summary: ROUGE when there is a reference, the reference-free checks,
+/// and whether its length is within half to one and a half times the requested length.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SummaryScores {
+    pub rouge: Option<RougeF>,
+    pub quality: reffree::RefFree,
+    /// Distinct numbers the summary writes in digits.
+    pub numbers: usize,
+    pub length_ok: bool,
+}
+
+pub fn score_summary(
+    source: &str,
+    summary: &str,
+    reference: Option<&str>,
+    length_words: usize,
+) -> SummaryScores {
+    let ratio = crate::text::word_count(summary) as f64 / length_words.max(1) as f64;
+    SummaryScores {
+        rouge: reference.map(|r| rouge_f(r, summary)),
+        quality: reffree::check(source, summary),
+        numbers: reffree::number_count(summary),
+        length_ok: (0.5..=1.5).contains(&ratio),
+    }
+}
+
 /// A mean with its 95% percentile-bootstrap interval.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct MeanCi {

@@ -123,9 +123,14 @@ fn novel_bigrams(source: &[u32], summary: &[u32]) -> f64 {
     novel as f64 / (summary.len() - 1) as f64
 }
 
+/// Distinct number values written in digits in `text`.
+pub fn number_count(text: &str) -> usize {
+    numbers(text).map(|(_, v)| v).collect::<HashSet<_>>().len()
+}
+
 /// Summary numbers whose normalised value is not among the source's numbers, once each, in
 /// order of first appearance and as written in the summary.
-fn unsupported_numbers(source: &str, summary: &str) -> Vec<String> {
+pub fn unsupported_numbers(source: &str, summary: &str) -> Vec<String> {
     let mut known: HashSet<String> = numbers(source).map(|(_, value)| value).collect();
     known.extend(
         source

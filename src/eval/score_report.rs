@@ -44,6 +44,8 @@ pub struct Aggregate {
     pub failed: usize,
     pub no_reference: usize,
     pub stemmed: bool,
+    /// Summaries were split one sentence per line before rougeLsum (`--split-summaries`).
+    pub split_summaries: bool,
     pub metrics: BTreeMap<String, MetricSummary>,
     /// Gates that failed, as `metric mean < threshold` lines.
     pub gate_failures: Vec<String>,
@@ -64,16 +66,20 @@ fn prf_of(scores: &rouge::RougeScores, metric: &str) -> Prf {
     }
 }
 
-/// Scores every record of a JSONL report that has an id.
+/// Scores every record of a JSONL report that has an id. Like rouge-score's default, rougeLsum
+/// takes the summary's lines as written; `split_summaries` first puts one sentence per line (as
+/// rouge-score's `split_summaries=True`, and as the run itself scores).
 pub fn score(
     report: &str,
     refs: &References,
     stem: bool,
+    split_summaries: bool,
     gates: &Gates,
 ) -> Result<(Vec<RecordScore>, Aggregate)> {
     let mut out = Vec::new();
     let mut agg = Aggregate {
         stemmed: stem,
+        split_summaries,
         ..Aggregate::default()
     };
     let mut per_metric: BTreeMap<&str, [Vec<f64>; 3]> =
@@ -111,8 +117,10 @@ pub fn score(
             .par_iter()
             .map(|(id, ok, summary)| {
                 refs.get(id).map(|reference| {
-                    if *ok {
+                    if *ok && split_summaries {
                         rouge::score(reference, &sentence_lines(summary), stem)
+                    } else if *ok {
+                        rouge::score(reference, summary, stem)
                     } else {
                         rouge::RougeScores::default()
                     }
@@ -241,14 +249,29 @@ mod tests {
         let report = "{\"id\":\"a\",\"status\":\"ok\",\"summary\":\"the cat sat on the mat\"}\n{\"id\":\"b\",\"status\":\"error\",\"summary\":null}\n{\"id\":\"c\",\"status\":\"ok\",\"summary\":\"x\"}\n";
         let mut gates = Gates::default();
         gates.min.insert("rouge1".into(), 40.0);
-        let (recs, agg) = score(report, &refs, true, &gates).unwrap();
+        let (recs, agg) = score(report, &refs, true, false, &gates).unwrap();
         assert_eq!(recs.len(), 3);
         assert_eq!((agg.scored, agg.failed, agg.no_reference), (1, 1, 1));
         assert!((agg.metrics["rouge1"].fmeasure.mean - 0.5).abs() < 1e-12);
         assert!(agg.gate_failures.is_empty());
         gates.min.insert("rouge2".into(), 0.6);
-        let (_, agg) = score(report, &refs, true, &gates).unwrap();
+        let (_, agg) = score(report, &refs, true, false, &gates).unwrap();
         assert_eq!(agg.gate_failures.len(), 1);
         assert!(agg.render().contains("gate failed: rouge2"));
+    }
+
+    /// Issue 9: rougeLsum takes lines as written unless asked to split sentences.
+    #[test]
+    fn issue9_lsum_splits_only_when_asked() {
+        let refs: References = [("a".to_string(), "The dog ran and the cat sat.".to_string())]
+            .into_iter()
+            .collect();
+        let report = "{\"id\":\"a\",\"status\":\"ok\",\"summary\":\"The cat sat. The dog ran and.\"}\n";
+        let lsum = |split| {
+            let (_, agg) = score(report, &refs, true, split, &Gates::default()).unwrap();
+            agg.metrics["rougeLsum"].fmeasure.mean
+        };
+        assert!((lsum(true) - 1.0).abs() < 1e-12, "{}", lsum(true));
+        assert!(lsum(false) < 0.99, "{}", lsum(false));
     }
 }
