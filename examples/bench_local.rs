@@ -45,6 +45,7 @@ fn main() -> Result<()> {
         // Plain decoding, as llama.cpp's: no copy source, no sentence stop.
         source: String::new(),
         stop_words: None,
+        min_words: 0,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

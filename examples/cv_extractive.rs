@@ -3,9 +3,11 @@
 //! Lead-3 on the same documents, with the spread over folds.
 //!
 //! `make cv-extractive` runs it: `cargo run --example cv_extractive -- [DATA_DIR] [FOLDS]`.
-//! Every setting of the grid is scored on every document once; each fold then picks the
-//! setting with the best mean R1 over its training documents (CNN/DM and QMSum weighted
-//! equally, as one configuration serves both) and is scored on its held-out documents.
+//! Every setting of the grid is scored on every document once; each fold then picks a setting
+//! from its training documents alone and is scored on its held-out documents. The pick is
+//! robust rather than best-on-average: the setting whose CNN/DM margin over Lead-3 across the
+//! training folds is largest in mean minus standard deviation, among those that keep QMSum two
+//! points above TextRank (one configuration serves news and meetings alike).
 
 use rayon::prelude::*;
 use summarize::backend::extractive::{Params, Scorer, MEDIUM_WORDS};
@@ -34,17 +36,18 @@ fn load(path: &std::path::Path) -> Vec<Doc> {
 
 fn grid() -> Vec<Params> {
     let mut out = vec![Params::DEFAULT];
-    for position_decay in [3.0, 6.0, 10.0, 20.0, 40.0] {
-        for position_weight in [0.5, 0.7, 0.85, 0.95] {
+    for position_decay in [3.0, 6.0, 10.0, 20.0, 40.0, 80.0] {
+        for position_weight in [0.5, 0.7, 0.85, 0.95, 1.0] {
             for position_scale in [60.0, 120.0, 240.0] {
                 for mmr_lambda in [0.6, 0.8] {
-                    for duplicate in [0.5, 0.7] {
+                    for overshoot in [0.4, 0.6, 0.8, 1.0] {
                         out.push(Params {
                             position_decay,
                             position_weight,
                             position_scale,
                             mmr_lambda,
-                            duplicate,
+                            duplicate: 0.7,
+                            overshoot,
                         });
                     }
                 }
@@ -126,9 +129,44 @@ fn main() {
             )
         }))
     };
+    // The objective, computed on training documents only: the CNN/DM margin over Lead-3 across
+    // the training folds, mean minus standard deviation (a rule must hold on every sample of
+    // news, not on average), among settings whose QMSum R1 stays QMSUM_FLOOR points above
+    // TextRank's 21.73; ties go to the mean R1 of both sets.
+    const QMSUM_FLOOR: f64 = 21.73 + 2.0;
+    let margin = |g: usize, f: usize| -> f64 {
+        mean(
+            (0..r1[0][g].len())
+                .filter(|i| fold_of(*i) == f)
+                .map(|i| r1[0][g][i] - lead3[0][i]),
+        )
+    };
+    let qmsum_train = |g: usize, fold: Option<usize>| -> f64 {
+        mean(
+            r1[1][g]
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(fold_of(*i)) != fold)
+                .map(|(_, v)| *v),
+        )
+    };
+    let objective = |g: usize, fold: Option<usize>| -> (bool, f64, f64) {
+        let margins: Vec<f64> = (0..folds)
+            .filter(|f| Some(*f) != fold)
+            .map(|f| margin(g, f))
+            .collect();
+        let m = mean(margins.iter().copied());
+        let sd = mean(margins.iter().map(|x| (x - m).powi(2))).sqrt();
+        (qmsum_train(g, fold) >= QMSUM_FLOOR, m - sd, train_score(g, fold))
+    };
     let best = |fold: Option<usize>| -> usize {
         (0..grid.len())
-            .max_by(|&a, &b| train_score(a, fold).total_cmp(&train_score(b, fold)))
+            .max_by(|&a, &b| {
+                let (oa, ob) = (objective(a, fold), objective(b, fold));
+                oa.0.cmp(&ob.0)
+                    .then(oa.1.total_cmp(&ob.1))
+                    .then(oa.2.total_cmp(&ob.2))
+            })
             .unwrap_or(0)
     };
 
@@ -172,6 +210,50 @@ fn main() {
         "Params::DEFAULT, CNN/DM R1 minus Lead-3 per fold: {}",
         spread(&default_diff)
     );
+    if std::env::var_os("CV_DETAIL").is_some() {
+        let lead_words = mean(sets[0].1.iter().map(|d| d.scorer.lead(3).split_whitespace().count() as f64));
+        println!("Lead-3 mean words on CNN/DM: {lead_words:.1}");
+        let lead = Params {
+            position_weight: 1.0,
+            position_decay: 3.0,
+            ..Params::DEFAULT
+        };
+        for target in [50, 60, 70, 80, 90, 100] {
+            let r = |p: &Params| {
+                mean(sets[0].1.iter().map(|d| {
+                    rouge_f(&d.reference, &d.scorer.summarize(target, p)).rouge1 * 100.0
+                }))
+            };
+            println!(
+                "target {target}: default {:.2}, lead-first {:.2}",
+                r(&Params::DEFAULT),
+                r(&lead)
+            );
+        }
+        // Every setting's per-fold CNN/DM margin over Lead-3, worst fold first.
+        let mut rows: Vec<(f64, usize, Vec<f64>)> = (0..grid.len())
+            .map(|g| {
+                let diffs: Vec<f64> = (0..folds)
+                    .map(|f| {
+                        let idx = (0..r1[0][g].len()).filter(|i| fold_of(*i) == f);
+                        mean(idx.map(|i| r1[0][g][i] - lead3[0][i]))
+                    })
+                    .collect();
+                (diffs.iter().copied().fold(f64::INFINITY, f64::min), g, diffs)
+            })
+            .collect();
+        rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (min, g, diffs) in rows.iter().take(400) {
+            let d: Vec<String> = diffs.iter().map(|d| format!("{d:+.2}")).collect();
+            println!(
+                "min {min:+.2} [{}] cnn {:.2} qms {:.2} {:?}",
+                d.join(" "),
+                mean(r1[0][*g].iter().copied()),
+                mean(r1[1][*g].iter().copied()),
+                grid[*g]
+            );
+        }
+    }
     let all = best(None);
     println!(
         "chosen on all dev documents: {:?} (CNN/DM {:.2}, QMSum {:.2}; Params::DEFAULT {:.2}, {:.2})",

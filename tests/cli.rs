@@ -421,6 +421,96 @@ fn openai_server(key: &'static str, reply: &'static str) -> Server {
     })
 }
 
+/// An OpenAI-compatible server that always replies `reply`, with `finish_reason`, and records
+/// requests (no key needed: a local server).
+fn plain_openai_server(reply: &'static str, finish_reason: &'static str) -> Server {
+    Server::start(move |req: &Request| match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/v1/models") => Reply::json(200, json!({"object": "list", "data": [{"id": "small"}]})),
+        ("POST", "/v1/chat/completions") => Reply::json(
+            200,
+            json!({
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": finish_reason}],
+                "usage": {"prompt_tokens": 200, "completion_tokens": 60}
+            }),
+        ),
+        _ => Reply::json(404, json!({"error": {"message": "not found"}})),
+    })
+}
+
+/// Issue 9: what a model writes goes through the cleaner and the faithfulness guard. A label is
+/// stripped, the sentence cut by the token limit is dropped (`truncated`), an invented year and
+/// name are dropped (`repaired`), `fallback` swaps in the extractive summary and says so,
+/// `flag` only records, `off` does nothing; the run summary counts the outcomes. The small
+/// prompt style sends no system prompt and no fence, and preselection shrinks what is sent.
+#[test]
+fn issue9_guard_repairs_falls_back_flags_and_drops_cut_sentences() {
+    let server = plain_openai_server(
+        "Summary: The Riverside branch opened a tool-lending shelf on Monday. The collection started with 140 items donated by residents. It was founded in 1887 by Mayor Bloomberg. Borrowers must be at least 18 and sign a short safety form before",
+        "length",
+    );
+    let home = tempfile::tempdir().unwrap();
+    let run = |guard: &str| {
+        let stats = home.path().join(format!("{guard}.stats.json"));
+        let out = summarize(home.path())
+            .args(["-b", "openai", "-m", "small", "--no-cache", "--length", "30w", "--guard", guard])
+            .args(["--prompt-style", "small", "--preselect", "60w", "--base-url"])
+            .arg(server.url("/v1"))
+            .arg("--stats")
+            .arg(&stats)
+            .arg("samples/article.html")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let stats: Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        (records(&out.stdout).remove(0), stats, stderr)
+    };
+
+    let (rec, stats, stderr) = run("repair");
+    assert_eq!(field(&rec, "status"), "ok", "{rec}");
+    assert_eq!(field(&rec, "guard"), "repaired", "{rec}");
+    assert_eq!(rec["guard_reasons"], json!(["unsupported_number", "unsupported_name"]));
+    assert_eq!(
+        field(&rec, "summary"),
+        "The Riverside branch opened a tool-lending shelf on Monday. The collection started with 140 items donated by residents."
+    );
+    assert_eq!(rec["truncated"], true);
+    assert_eq!(rec["echo_stripped"], 1);
+    assert!(field(&rec, "model_summary").contains("Mayor Bloomberg"), "{rec}");
+    assert_eq!(rec["unsupported_numbers"], json!([]));
+    let shown = rec["preselected_words"].as_u64().unwrap();
+    assert!((30..=80).contains(&shown), "{rec}");
+    assert_eq!(stats["guard"], json!({"repaired": 1}));
+    assert_eq!(stats["guard_reasons"]["unsupported_name"], 1);
+    assert_eq!(stats["truncated"], 1);
+    assert!(stderr.contains("guard: repaired 1"), "{stderr}");
+
+    let (rec, stats, _) = run("fallback");
+    assert_eq!(field(&rec, "guard"), "fallback", "{rec}");
+    let summary = field(&rec, "summary");
+    assert!(!summary.contains("1887") && summary.starts_with("The Riverside branch"), "{rec}");
+    assert!(field(&rec, "model_summary").contains("1887"));
+    assert_eq!(stats["guard"], json!({"fallback": 1}));
+
+    let (rec, _, _) = run("flag");
+    assert_eq!(field(&rec, "guard"), "flagged", "{rec}");
+    assert!(field(&rec, "summary").contains("Mayor Bloomberg"));
+    assert!(!field(&rec, "summary").starts_with("Summary:"));
+    assert_eq!(rec["unsupported_numbers"], json!(["1887"]));
+
+    let (rec, stats, _) = run("off");
+    assert!(rec["guard"].is_null() && rec["guard_reasons"].is_null(), "{rec}");
+    assert!(stats["guard"].as_object().unwrap().is_empty());
+
+    // Small prompts: one user message, the document first, no fence; preselected text only.
+    let requests = server.requests.lock().unwrap();
+    let chat = requests.iter().find(|r| r.path == "/v1/chat/completions").unwrap();
+    let body = chat.json();
+    assert_eq!(body["messages"].as_array().unwrap().len(), 1, "{body}");
+    let user = body["messages"][0]["content"].as_str().unwrap();
+    assert!(!user.contains("<<<") && user.starts_with("The Riverside branch"), "{user}");
+    assert!(user.split_whitespace().count() < 120, "{user}");
+}
+
 #[test]
 fn openai_backend_wire_format_tokens_and_reasoning_strip() {
     let server = openai_server(
@@ -833,12 +923,12 @@ fn local_model() -> std::path::PathBuf {
     loc.path
 }
 
-/// Three sample documents through the local model, twice: non-empty summaries within the
+/// Three sample documents through the local model, twice: grounded summaries (issue 9) within the
 /// token limit of the requested length, identical both times, and nothing written for a
 /// Hugging Face cache (the run is offline by construction).
 #[cfg(feature = "local")]
 #[test]
-fn local_backend_summarizes_samples_deterministically() {
+fn issue9_local_backend_summarizes_samples_grounded_and_deterministically() {
     let model = local_model();
     let home = tempfile::tempdir().unwrap();
     let hf_home = home.path().join("hf");
@@ -876,7 +966,31 @@ fn local_backend_summarizes_samples_deterministically() {
             "{tokens_out} > {limit}: {rec}"
         );
         assert!(rec["tokens_in"].as_u64().unwrap() > 50, "{rec}");
+        // Issue 9: grounded, complete, the requested length, honest about what happened.
+        assert!(
+            ["passed", "repaired", "fallback"].contains(&field(rec, "guard")),
+            "{rec}"
+        );
+        assert_eq!(rec["unsupported_numbers"], json!([]), "{rec}");
+        assert_eq!(rec["length_ok"], true, "{rec}");
+        assert!(summarize::text::ends_sentence(summary), "{rec}");
+        for echo in ["<<<", "DOCUMENT ", "Title:", "Summary:", "material to summarize"] {
+            assert!(!summary.contains(echo), "{echo}: {rec}");
+        }
+        assert!(!summary.contains("http"), "{rec}");
+        let (queue, service, total) = (
+            rec["queue_ms"].as_u64().unwrap(),
+            rec["summarize_ms"].as_u64().unwrap(),
+            rec["total_ms"].as_u64().unwrap(),
+        );
+        assert!(queue + service <= total, "{rec}");
     }
+    // One CPU engine slot: the documents after the first waited for it, and that wait is
+    // queue time, not summarizing time.
+    assert!(
+        first.iter().map(|r| r["queue_ms"].as_u64().unwrap()).sum::<u64>() > 0,
+        "{first:?}"
+    );
     let second = run();
     let summaries = |recs: &[Value]| -> Vec<String> {
         recs.iter()

@@ -48,6 +48,9 @@ pub struct Params {
     pub mmr_lambda: f64,
     /// Cosine above which a sentence counts as a repeat of one already chosen.
     pub duplicate: f64,
+    /// The next sentence is added while it overshoots the target by at most this share of
+    /// the words still missing (1 = whichever total lands closest to the target).
+    pub overshoot: f64,
 }
 
 impl Params {
@@ -57,6 +60,7 @@ impl Params {
         position_scale: 120.0,
         mmr_lambda: 0.6,
         duplicate: 0.7,
+        overshoot: 1.0,
     };
 }
 
@@ -210,8 +214,9 @@ fn select(
         let Some((k, _)) = best else { break };
         let picked = candidates[k];
         let words = sentences[picked].words;
-        // Stop short when the next sentence would overshoot by more than we lack.
-        if !chosen.is_empty() && (total + words).saturating_sub(target) > target - total {
+        // Stop short when the next sentence would overshoot by more than (a share of) what we lack.
+        let over = (total + words).saturating_sub(target) as f64;
+        if !chosen.is_empty() && over > params.overshoot * (target - total) as f64 {
             break;
         }
         used[k] = true;

@@ -283,6 +283,7 @@ impl Local {
             self.vocab.clone(),
             SteerConfig {
                 stop_words: request.stop_words,
+                min_words: request.min_words,
                 ..self.steer.clone()
             },
             (self.encode)(&request.source),
@@ -468,7 +469,9 @@ fn steer_config(repeat_penalty: f32) -> SteerConfig {
         no_repeat_ngram: var("SUMMARIZE_DEV_NGRAM").map_or(NO_REPEAT_NGRAM, |v| v as usize),
         copy_bonus: var("SUMMARIZE_DEV_COPY").unwrap_or(COPY_BONUS),
         copy_span: var("SUMMARIZE_DEV_SPAN").map_or(COPY_SPAN, |v| v as usize),
+        lead_bonus: var("SUMMARIZE_DEV_LEAD").unwrap_or(0.0),
         stop_words: None,
+        min_words: 0,
     }
 }
 

@@ -39,6 +39,8 @@ pub struct ChatRequest {
     /// Words after which the first sentence end closes the reply (the local model stops
     /// there; other backends end at the token limit and the fragment is dropped).
     pub stop_words: Option<usize>,
+    /// Words before which the reply may not end (the local model; 0 = no minimum).
+    pub min_words: usize,
 }
 
 /// The chat messages of a request in the OpenAI/Ollama shape: no system message when it is empty.
@@ -446,7 +448,18 @@ async fn call<M: ChatModel>(
         temperature: config.temperature,
         seed: config.seed,
         source: source.to_string(),
-        stop_words: Some(words),
+        stop_words: Some(
+            (words as f64
+                * std::env::var("SUMMARIZE_DEV_STOP")
+                    .ok()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(1.0)) as usize,
+        ),
+        min_words: (words as f64
+            * std::env::var("SUMMARIZE_DEV_MIN")
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)) as usize,
     };
     let tokens = model.tokenizer().count(&request.system)
         + model.tokenizer().count(&request.user)
@@ -627,6 +640,7 @@ mod tests {
             seed: 0,
             source: String::new(),
             stop_words: None,
+            min_words: 0,
         };
         assert_eq!(messages(&r).as_array().unwrap().len(), 1);
         r.system = "s".into();

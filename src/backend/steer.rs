@@ -82,8 +82,12 @@ pub struct SteerConfig {
     pub copy_bonus: f32,
     /// Longest document span, in tokens, that the bonus grows with.
     pub copy_span: usize,
+    /// Logit bonus for opening the summary with the document's first token (its lead).
+    pub lead_bonus: f32,
     /// Words after which the first sentence end stops the summary (`None` = never).
     pub stop_words: Option<usize>,
+    /// Words before which the reply may not end (0 = no minimum).
+    pub min_words: usize,
 }
 
 /// The state of one request: the document's tokens and where the reply starts.
@@ -133,6 +137,16 @@ impl Steer {
             return;
         }
         self.copy_bonus(logits, reply);
+        if self.config.min_words > 0 {
+            let text: String = reply.iter().map(|&t| self.vocab.piece(t)).collect();
+            if crate::text::word_count(&text) < self.config.min_words {
+                for &id in &self.vocab.eos {
+                    if let Some(l) = logits.get_mut(id as usize) {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
         for &id in &self.banned {
             if let Some(l) = logits.get_mut(id as usize) {
                 *l = f32::NEG_INFINITY;
@@ -194,7 +208,10 @@ impl Steer {
                 best.push((self.source[i + 1], k));
             }
         } else {
-            // The first token of the reply: any token that starts a source word may begin it.
+            // The first token of the reply: the document's own opening (its lead).
+            if let Some(l) = logits.get_mut(self.source[0] as usize) {
+                *l += self.config.lead_bonus;
+            }
             return;
         }
         best.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
@@ -245,7 +262,9 @@ mod tests {
             no_repeat_ngram: 0,
             copy_bonus: 0.0,
             copy_span: 3,
+            lead_bonus: 0.0,
             stop_words: None,
+            min_words: 0,
         }
     }
 
