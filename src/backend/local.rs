@@ -46,6 +46,11 @@ const COPY_SPAN: usize = 3;
 /// Token n-grams that may not repeat within a summary.
 const NO_REPEAT_NGRAM: usize = 0;
 
+/// Prompt-lookup decoding on the CPU (vendor/README.md): up to this many tokens guessed from
+/// the document are verified per forward pass. Greedy output is unchanged; a copying summary
+/// needs fewer passes. `MISTRALRS_PROMPT_LOOKUP` set by the user wins (0 turns it off).
+const PROMPT_LOOKUP: usize = 5;
+
 /// Models below this many parameters get the small prompt set (`prompt::Style::Small`).
 const SMALL_MODEL_PARAMETERS: u64 = 1_000_000_000;
 
@@ -104,14 +109,21 @@ impl std::fmt::Debug for Local {
     }
 }
 
-/// Sets the process environment the CPU path needs. Runs in `main()` before the tokio runtime
-/// and any rayon pool exist: `set_var` races with a concurrent `getenv`, and candle reads
-/// `CANDLE_DEQUANTIZE_ALL` once per thread. A value the user set wins, "0" included.
+/// Sets the process environment the CPU path needs: dequantized weights for prefill and
+/// prompt-lookup decoding. Runs in `main()` before the tokio runtime and any rayon pool exist:
+/// `set_var` races with a concurrent `getenv`, and candle reads `CANDLE_DEQUANTIZE_ALL` once
+/// per thread. A value the user set wins, "0" included.
 pub fn prepare_process_env(backend: &BackendConfig) {
     let BackendConfig::Local { location, device } = backend else {
         return;
     };
-    if !device.is_cpu() || std::env::var_os("CANDLE_DEQUANTIZE_ALL").is_some() {
+    if !device.is_cpu() {
+        return;
+    }
+    if std::env::var_os("MISTRALRS_PROMPT_LOOKUP").is_none() {
+        std::env::set_var("MISTRALRS_PROMPT_LOOKUP", PROMPT_LOOKUP.to_string());
+    }
+    if std::env::var_os("CANDLE_DEQUANTIZE_ALL").is_some() {
         return;
     }
     let small = std::fs::metadata(&location.path)

@@ -27,6 +27,7 @@ use crate::pipeline::ChatTemplate;
 use crate::pipeline::{get_chat_template, Modalities, SupportedModality};
 use crate::prefix_cacher::PrefixCacheManagerV2;
 use crate::sequence::Sequence;
+use std::time::Duration;
 use crate::utils::gguf_metadata::{ContentConfig, GgufDeviceMapLoaderInner};
 use crate::utils::model_config as ModelConfig;
 use crate::utils::progress::ProgressScopeGuard;
@@ -830,6 +831,28 @@ impl Pipeline for GGUFPipeline {
         rng: Arc<std::sync::Mutex<Isaac64Rng>>,
     ) -> Result<(), candle_core::Error> {
         sample_and_add_toks(self, seqs, logits, prefix_cacher, disable_eos_stop, rng).await
+    }
+    async fn prompt_lookup_step(
+        &mut self,
+        seq: &mut Sequence,
+        guess: Vec<u32>,
+        prefix_cacher: &mut PrefixCacheManagerV2,
+        disable_eos_stop: bool,
+        rng: Arc<std::sync::Mutex<Isaac64Rng>>,
+        pre_op: super::CacheInstruction,
+        post_op: super::CacheInstruction,
+    ) -> Result<Option<Duration>, candle_core::Error> {
+        super::lookup::step(
+            self,
+            seq,
+            guess,
+            prefix_cacher,
+            disable_eos_stop,
+            rng,
+            pre_op,
+            post_op,
+        )
+        .await
     }
     fn category(&self) -> ModelCategory {
         ModelCategory::Text

@@ -10,6 +10,7 @@ mod inputs_processor;
 mod isq;
 pub(crate) mod llg;
 mod loaders;
+mod lookup;
 mod macros;
 mod multimodal;
 mod normal;
@@ -444,6 +445,23 @@ pub trait Pipeline:
         return_raw_logits: bool,
     ) -> Result<ForwardInputsResult, candle_core::Error>;
 
+    /// Prompt-lookup decoding (`lookup.rs`, a patch of the summarize project): one decode step
+    /// that also verifies tokens guessed from the context. `None` where a pipeline does not
+    /// support it; the step then decodes one token as usual.
+    #[allow(clippy::too_many_arguments)]
+    async fn prompt_lookup_step(
+        &mut self,
+        _seq: &mut Sequence,
+        _guess: Vec<u32>,
+        _prefix_cacher: &mut PrefixCacheManagerV2,
+        _disable_eos_stop: bool,
+        _rng: Arc<std::sync::Mutex<Isaac64Rng>>,
+        _pre_op: CacheInstruction,
+        _post_op: CacheInstruction,
+    ) -> Result<Option<Duration>, candle_core::Error> {
+        Ok(None)
+    }
+
     /// Returns the total of model execution time.
     #[allow(clippy::too_many_arguments)]
     async fn step(
@@ -456,6 +474,31 @@ pub trait Pipeline:
         rng: Arc<std::sync::Mutex<Isaac64Rng>>,
         backend_metadata: CacheBackendMetadata,
     ) -> Result<Duration, candle_core::Error> {
+        if let CacheBackendMetadata::DefaultInstructions { pre_op, post_op } = &backend_metadata {
+            if !is_prompt
+                && !return_raw_logits
+                && input_seqs.len() == 1
+                && lookup::max_guess() > 0
+            {
+                let guess = lookup::guess(input_seqs[0].get_toks(), lookup::max_guess());
+                if !guess.is_empty() {
+                    if let Some(exec) = self
+                        .prompt_lookup_step(
+                            &mut *input_seqs[0],
+                            guess,
+                            prefix_cacher,
+                            disable_eos_stop,
+                            rng.clone(),
+                            *pre_op,
+                            *post_op,
+                        )
+                        .await?
+                    {
+                        return Ok(exec);
+                    }
+                }
+            }
+        }
         match backend_metadata {
             CacheBackendMetadata::DefaultInstructions { pre_op, post_op } => {
                 let inputs_iter =
