@@ -228,7 +228,7 @@ pub struct SummarizeArgs {
     #[arg(long, value_name = "LENGTH", default_value = "medium")]
     pub length: String,
 
-    /// What the model sees: the most central sentences within a word budget (auto: 3x the
+    /// What the model sees: the most central sentences within a word budget (auto: 1.5x the
     /// length for the local backend, the whole document for the others), off, or a budget such as 240w.
     #[arg(long, value_name = "off|auto|Nw", default_value = "auto")]
     pub preselect: String,

@@ -9,15 +9,17 @@
 
 use crate::backend::extractive;
 
-/// How many times the requested length `--preselect auto` gives the local model.
-pub const AUTO_FACTOR: usize = 3;
+/// How many times the requested length `--preselect auto` gives the local model. Measured on
+/// the CNN/DM dev set (README "Measured"): 1.5x beat 3x on ROUGE and on speed, the small model
+/// copying better from a short, dense text.
+pub const AUTO_FACTOR: f64 = 1.5;
 
 /// `--preselect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preselect {
     /// The model sees the whole document (map-reduce when it is long).
     Off,
-    /// On for the local backend (`AUTO_FACTOR` × the requested length), off for the others.
+    /// On for the local backend (`AUTO_FACTOR` times the requested length), off for the others.
     Auto,
     /// At most this many words.
     Words(usize),
@@ -43,7 +45,7 @@ impl Preselect {
     pub fn budget(self, local: bool, length_words: usize) -> Option<usize> {
         match self {
             Preselect::Off => None,
-            Preselect::Auto if local => Some(length_words * AUTO_FACTOR),
+            Preselect::Auto if local => Some((length_words as f64 * AUTO_FACTOR).round() as usize),
             Preselect::Auto => None,
             Preselect::Words(n) => Some(n),
         }
@@ -81,7 +83,7 @@ mod tests {
         assert_eq!(Preselect::parse("300").unwrap(), Preselect::Words(300));
         assert!(Preselect::parse("5w").is_err());
         assert!(Preselect::parse("lots").is_err());
-        assert_eq!(Preselect::Auto.budget(true, 80), Some(80 * AUTO_FACTOR));
+        assert_eq!(Preselect::Auto.budget(true, 80), Some(120));
         assert_eq!(Preselect::Auto.budget(false, 80), None);
         assert_eq!(Preselect::Words(100).budget(false, 80), Some(100));
         assert_eq!(Preselect::Off.budget(true, 80), None);

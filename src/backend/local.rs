@@ -41,10 +41,13 @@ const REPEAT_LAST_N: usize = 64;
 
 /// Copy-aware decoding (`steer.rs`): the logit bonus for a token that continues a span of the
 /// document, and the span length at which it is full. Chosen on the CNN/DM and QMSum dev sets.
-const COPY_BONUS: f32 = 0.0;
+const COPY_BONUS: f32 = 6.0;
 const COPY_SPAN: usize = 3;
-/// Token n-grams that may not repeat within a summary.
-const NO_REPEAT_NGRAM: usize = 0;
+/// The bonus for opening the summary with the document's first token.
+const LEAD_BONUS: f32 = 4.0;
+/// Token n-grams that may not repeat within a summary: long enough that a name or a figure
+/// written twice is not cut short ("Klopp ... Klop"), short enough to stop a copied loop.
+const NO_REPEAT_NGRAM: usize = 8;
 
 /// Prompt-lookup decoding on the CPU (vendor/README.md): up to this many tokens guessed from
 /// the document are verified per forward pass. Greedy output is unchanged; a copying summary
@@ -481,7 +484,7 @@ fn steer_config(repeat_penalty: f32) -> SteerConfig {
         no_repeat_ngram: var("SUMMARIZE_DEV_NGRAM").map_or(NO_REPEAT_NGRAM, |v| v as usize),
         copy_bonus: var("SUMMARIZE_DEV_COPY").unwrap_or(COPY_BONUS),
         copy_span: var("SUMMARIZE_DEV_SPAN").map_or(COPY_SPAN, |v| v as usize),
-        lead_bonus: var("SUMMARIZE_DEV_LEAD").unwrap_or(0.0),
+        lead_bonus: var("SUMMARIZE_DEV_LEAD").unwrap_or(LEAD_BONUS),
         stop_words: None,
         min_words: 0,
     }

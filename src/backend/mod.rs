@@ -285,6 +285,11 @@ pub fn max_tokens_for(words: usize) -> usize {
     words * 2 + 48
 }
 
+/// A local summary stops at the first sentence end after this share of the requested words...
+const STOP_AT: f64 = 0.8;
+/// ...and cannot end before this share (the guard's floor is 0.5).
+const MIN_LENGTH: f64 = 0.55;
+
 /// How often a context-length error makes us re-chunk at half the budget before giving up.
 const RECHUNK_ATTEMPTS: u32 = 3;
 /// Reduce rounds before we accept a summary of summaries that still does not fit.
@@ -453,13 +458,13 @@ async fn call<M: ChatModel>(
                 * std::env::var("SUMMARIZE_DEV_STOP")
                     .ok()
                     .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(1.0)) as usize,
+                    .unwrap_or(STOP_AT)) as usize,
         ),
         min_words: (words as f64
             * std::env::var("SUMMARIZE_DEV_MIN")
                 .ok()
                 .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)) as usize,
+                .unwrap_or(MIN_LENGTH)) as usize,
     };
     let tokens = model.tokenizer().count(&request.system)
         + model.tokenizer().count(&request.user)

@@ -341,6 +341,32 @@ mod tests {
     }
 
     #[test]
+    fn the_reply_cannot_end_before_its_minimum_and_may_open_with_the_lead() {
+        let steer = Steer::new(
+            vocab(),
+            SteerConfig {
+                min_words: 3,
+                copy_bonus: 1.0,
+                lead_bonus: 5.0,
+                ..config()
+            },
+            vec![1, 2, 3, 4],
+            "The cat sat.",
+        );
+        // The first step: " The" (the document's first token) gets the lead bonus.
+        let mut l = vec![0.0; 12];
+        l[11] = 2.0;
+        steer.apply(&mut l, &PROMPT);
+        assert_eq!(argmax(&l), 1, "{l:?}");
+        assert_eq!(l[0], f32::NEG_INFINITY, "no end of reply before 3 words");
+        // "The cat sat" has three words: the reply may end.
+        let mut l = vec![0.0; 12];
+        l[0] = 9.0;
+        steer.apply(&mut l, &[1, 2, 1, 2, 3]);
+        assert_eq!(argmax(&l), 0);
+    }
+
+    #[test]
     fn repeated_ngrams_are_banned() {
         let steer = Steer::new(
             vocab(),
