@@ -34,9 +34,9 @@ fn load(path: &std::path::Path) -> Vec<Doc> {
         .collect()
 }
 
-/// The settings tried: the family of a strong lead prior (the simple rule that holds for news:
-/// the inverted pyramid puts the summary first), which the length-dependent weight turns off for
-/// long transcripts, crossed with how far a summary may run past its length.
+/// The settings tried: the family of a strong lead prior (the simple rule that holds for prose:
+/// the inverted pyramid puts the point first; the weight fades for long documents and is off
+/// for transcripts), crossed with how far a summary may run past its length.
 fn grid() -> Vec<Params> {
     let mut out = vec![Params::DEFAULT];
     for position_decay in [3.0, 6.0, 10.0] {
