@@ -106,7 +106,10 @@ fn main() {
             grid.par_iter()
                 .map(|p| {
                     docs.iter()
-                        .map(|d| rouge_f(&d.reference, &d.scorer.summarize(MEDIUM_WORDS, p)).rouge1 * 100.0)
+                        .map(|d| {
+                            rouge_f(&d.reference, &d.scorer.summarize(MEDIUM_WORDS, p)).rouge1
+                                * 100.0
+                        })
                         .collect()
                 })
                 .collect()
@@ -160,7 +163,11 @@ fn main() {
             .collect();
         let m = mean(margins.iter().copied());
         let sd = mean(margins.iter().map(|x| (x - m).powi(2))).sqrt();
-        (qmsum_train(g, fold) >= QMSUM_FLOOR, m - sd, train_score(g, fold))
+        (
+            qmsum_train(g, fold) >= QMSUM_FLOOR,
+            m - sd,
+            train_score(g, fold),
+        )
     };
     let best = |fold: Option<usize>| -> usize {
         (0..grid.len())
@@ -214,7 +221,12 @@ fn main() {
         spread(&default_diff)
     );
     if std::env::var_os("CV_DETAIL").is_some() {
-        let lead_words = mean(sets[0].1.iter().map(|d| d.scorer.lead(3).split_whitespace().count() as f64));
+        let lead_words = mean(
+            sets[0]
+                .1
+                .iter()
+                .map(|d| d.scorer.lead(3).split_whitespace().count() as f64),
+        );
         println!("Lead-3 mean words on CNN/DM: {lead_words:.1}");
         let lead = Params {
             position_weight: 1.0,
@@ -222,11 +234,12 @@ fn main() {
             ..Params::DEFAULT
         };
         for target in [50, 60, 70, 80, 90, 100] {
-            let r = |p: &Params| {
-                mean(sets[0].1.iter().map(|d| {
-                    rouge_f(&d.reference, &d.scorer.summarize(target, p)).rouge1 * 100.0
-                }))
-            };
+            let r =
+                |p: &Params| {
+                    mean(sets[0].1.iter().map(|d| {
+                        rouge_f(&d.reference, &d.scorer.summarize(target, p)).rouge1 * 100.0
+                    }))
+                };
             println!(
                 "target {target}: default {:.2}, lead-first {:.2}",
                 r(&Params::DEFAULT),
@@ -242,7 +255,11 @@ fn main() {
                         mean(idx.map(|i| r1[0][g][i] - lead3[0][i]))
                     })
                     .collect();
-                (diffs.iter().copied().fold(f64::INFINITY, f64::min), g, diffs)
+                (
+                    diffs.iter().copied().fold(f64::INFINITY, f64::min),
+                    g,
+                    diffs,
+                )
             })
             .collect();
         rows.sort_by(|a, b| b.0.total_cmp(&a.0));

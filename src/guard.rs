@@ -40,7 +40,11 @@ impl GuardMode {
             "fallback" => GuardMode::Fallback,
             "flag" => GuardMode::Flag,
             "off" => GuardMode::Off,
-            _ => return Err(format!("invalid --guard '{s}': use repair, fallback, flag or off")),
+            _ => {
+                return Err(format!(
+                    "invalid --guard '{s}': use repair, fallback, flag or off"
+                ))
+            }
         })
     }
 
@@ -162,7 +166,8 @@ pub fn clean(summary: &str) -> Cleaned {
     let mut lines = Vec::new();
     for line in summary.lines() {
         let trimmed = line.trim();
-        let bare = trimmed.trim_matches(|c: char| c == '*' || c == '#' || c == '_' || c.is_whitespace());
+        let bare =
+            trimmed.trim_matches(|c: char| c == '*' || c == '#' || c == '_' || c.is_whitespace());
         if trimmed.is_empty() {
             lines.push(String::new());
             continue;
@@ -174,7 +179,8 @@ pub fn clean(summary: &str) -> Cleaned {
         match split_label(bare) {
             Some((label, rest)) => {
                 stripped += 1;
-                if label == "title" || label == "document" || label == "article" || label == "user" {
+                if label == "title" || label == "document" || label == "article" || label == "user"
+                {
                     continue;
                 }
                 if !rest.is_empty() {
@@ -221,9 +227,16 @@ fn is_hex_tag(word: &str) -> bool {
 fn is_preamble(line: &str) -> bool {
     let lower = line.to_lowercase();
     lower.ends_with(':')
-        && ["here is", "here's", "here are", "sure", "below is", "the following"]
-            .iter()
-            .any(|p| lower.starts_with(p))
+        && [
+            "here is",
+            "here's",
+            "here are",
+            "sure",
+            "below is",
+            "the following",
+        ]
+        .iter()
+        .any(|p| lower.starts_with(p))
 }
 
 /// A leading label such as "Summary:" (lower-cased label, rest of the line).
@@ -369,7 +382,11 @@ fn sentence_reasons(sentence: &str, support: &Support, source: &str) -> Vec<Reas
             continue;
         }
         // Parts of a hyphenated name ("Louis-Dreyfus") are checked one by one.
-        if token.contains('-') && token.split('-').all(|p| p.is_empty() || support.has_name(p)) {
+        if token.contains('-')
+            && token
+                .split('-')
+                .all(|p| p.is_empty() || support.has_name(p))
+        {
             continue;
         }
         out.push(Reason::UnsupportedName);
@@ -589,14 +606,21 @@ mod tests {
                 Reason::UnsupportedName
             ]
         );
-        assert!(!v.text.contains("18,000") && !v.text.contains("Bloomberg") && !v.text.contains("stream"));
+        assert!(
+            !v.text.contains("18,000")
+                && !v.text.contains("Bloomberg")
+                && !v.text.contains("stream")
+        );
         assert!(v.text.contains("140 tools") && v.text.contains("Ana Costa"));
         assert_eq!(v.dropped.len(), 3);
     }
 
     #[test]
     fn too_little_left_falls_back_and_says_so() {
-        let v = run("The library was founded in 1887 by Mayor Bloomberg.", GuardMode::Repair);
+        let v = run(
+            "The library was founded in 1887 by Mayor Bloomberg.",
+            GuardMode::Repair,
+        );
         assert_eq!(v.outcome, Outcome::Fallback);
         assert_eq!(v.text, "EXTRACTIVE");
         assert!(v.reasons.contains(&Reason::TooShort));
@@ -663,11 +687,17 @@ mod tests {
                    - Members borrow tools.\n\
                    DOCUMENT 526F917D855A";
         let c = clean(raw);
-        assert_eq!(c.text, "The library lends 140 tools.\n- Members borrow tools.");
+        assert_eq!(
+            c.text,
+            "The library lends 140 tools.\n- Members borrow tools."
+        );
         assert_eq!(c.stripped, 6);
         let plain = clean("The library lends 140 tools. Update: it opens Sundays.");
         assert_eq!(plain.stripped, 0);
-        assert_eq!(plain.text, "The library lends 140 tools. Update: it opens Sundays.");
+        assert_eq!(
+            plain.text,
+            "The library lends 140 tools. Update: it opens Sundays."
+        );
     }
 
     #[test]
@@ -683,7 +713,12 @@ mod tests {
 
     #[test]
     fn mode_names_round_trip() {
-        for m in [GuardMode::Repair, GuardMode::Fallback, GuardMode::Flag, GuardMode::Off] {
+        for m in [
+            GuardMode::Repair,
+            GuardMode::Fallback,
+            GuardMode::Flag,
+            GuardMode::Off,
+        ] {
             assert_eq!(GuardMode::parse(m.as_str()).unwrap(), m);
         }
         assert!(GuardMode::parse("maybe").is_err());

@@ -249,14 +249,9 @@ fn eval(args: &EvalArgs) -> Result<Exit> {
             gates.min.insert(metric.to_string(), min);
         }
     }
-    let (scores, aggregate) = score_report::score(
-        &report,
-        &refs,
-        !args.no_stem,
-        args.split_summaries,
-        &gates,
-    )
-        .with_context(|| format!("cannot score '{}'", args.report.display()))?;
+    let (scores, aggregate) =
+        score_report::score(&report, &refs, !args.no_stem, args.split_summaries, &gates)
+            .with_context(|| format!("cannot score '{}'", args.report.display()))?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for s in &scores {
         let line = serde_json::to_string(s)?;

@@ -324,7 +324,8 @@ fn check_summary(
     }
     let cleaned = guard::clean(&text);
     rec.echo_stripped = Some(cleaned.stripped);
-    let instructions = crate::prompt::instruction_texts(&config.prompt, config.length, &config.language);
+    let instructions =
+        crate::prompt::instruction_texts(&config.prompt, config.length, &config.language);
     let prompt: Vec<&str> = instructions.iter().map(String::as_str).collect();
     let context = guard::Context {
         source: source_text,
@@ -337,7 +338,13 @@ fn check_summary(
         return cleaned.text;
     };
     rec.guard = Some(verdict.outcome.as_str().to_string());
-    rec.guard_reasons = Some(verdict.reasons.iter().map(|r| r.as_str().to_string()).collect());
+    rec.guard_reasons = Some(
+        verdict
+            .reasons
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect(),
+    );
     if verdict.text != text {
         rec.model_summary = Some(text);
     }
@@ -368,11 +375,7 @@ async fn summarize_cached(
     );
     let chunking = format!("{:?} {:?}", config.chunk_tokens, config.context_tokens);
     let style = backend.style(config);
-    let input = format!(
-        "{} {:?}",
-        style.as_str(),
-        backend.preselect_budget(config)
-    );
+    let input = format!("{} {:?}", style.as_str(), backend.preselect_budget(config));
     let key = crate::cache::key(&[
         &identity,
         config.prompt.template_for(style),

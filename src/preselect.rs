@@ -95,7 +95,9 @@ mod tests {
     fn keeps_a_short_document_whole_and_cuts_a_long_one_in_order() {
         assert_eq!(select("A short text of six words.", 50), None);
         let sentences: Vec<String> = (0..60)
-            .map(|i| format!("Sentence number {i} talks about the river flood and the town council."))
+            .map(|i| {
+                format!("Sentence number {i} talks about the river flood and the town council.")
+            })
             .collect();
         let text = sentences.join(" ");
         let picked = select(&text, 60).unwrap();

@@ -395,7 +395,13 @@ impl StatsCollector {
             .get("summarize_ms")
             .and_then(Value::as_u64)
             .is_some_and(|ms| ms > 0);
-        for stage in ["fetch_ms", "extract_ms", "queue_ms", "summarize_ms", "total_ms"] {
+        for stage in [
+            "fetch_ms",
+            "extract_ms",
+            "queue_ms",
+            "summarize_ms",
+            "total_ms",
+        ] {
             if let Some(ms) = record.get(stage).and_then(Value::as_u64) {
                 // A wait of 0 ms is a real wait time wherever a summary was made.
                 if ms > 0 || stage == "total_ms" || (stage == "queue_ms" && summarized) {
@@ -652,6 +658,49 @@ mod tests {
         assert_eq!(l.p50_ms, 55.0);
         assert_eq!(l.max_ms, 100.0);
         assert!((l.p90_ms - 91.0).abs() < 1e-9);
+    }
+
+    /// Issue 9: guard outcomes, queue time and the ROUGE of model-written summaries are counted.
+    #[test]
+    fn issue9_stats_count_guard_outcomes_and_queue_time() {
+        let mut c = StatsCollector::new(3);
+        let rec = |guard: &str, rouge1: f64, queue: u64, numbers: usize, unsupported: &[&str]| {
+            to_map(&SummaryRecord {
+                guard: Some(guard.into()),
+                guard_reasons: Some(vec!["unsupported_name".into()]),
+                rouge1: Some(rouge1),
+                queue_ms: queue,
+                summarize_ms: 100,
+                coverage: Some(1.0),
+                summary_numbers: Some(numbers),
+                unsupported_numbers: Some(unsupported.iter().map(|s| s.to_string()).collect()),
+                truncated: Some(guard == "repaired"),
+                ..SummaryRecord::default()
+            })
+        };
+        c.add(&rec("passed", 0.5, 0, 2, &[]));
+        c.add(&rec("repaired", 0.3, 200, 1, &["7"]));
+        c.add(&rec("fallback", 0.1, 400, 1, &[]));
+        let s = c.finish(Duration::from_secs(1));
+        assert_eq!(
+            s.guard["passed"] + s.guard["repaired"] + s.guard["fallback"],
+            3
+        );
+        assert_eq!(s.guard_reasons["unsupported_name"], 3);
+        assert_eq!(s.truncated, 1);
+        assert!((s.rouge["rouge1"].mean - 0.3).abs() < 1e-12);
+        assert!((s.rouge_model_written["rouge1"].mean - 0.4).abs() < 1e-12);
+        assert_eq!(s.latency["queue"].count, 3);
+        assert_eq!(s.latency["queue"].max_ms, 400.0);
+        let q = s.quality.as_ref().unwrap();
+        assert_eq!((q.numbers, q.unsupported_numbers), (4, 1));
+        assert!((q.unsupported_number_share - 0.25).abs() < 1e-12);
+        let text = s.render();
+        assert!(
+            text.contains("guard: passed 1, repaired 1, fallback 1"),
+            "{text}"
+        );
+        assert!(text.contains("model-written summaries (n=2)"), "{text}");
     }
 
     #[test]

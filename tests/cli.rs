@@ -424,17 +424,21 @@ fn openai_server(key: &'static str, reply: &'static str) -> Server {
 /// An OpenAI-compatible server that always replies `reply`, with `finish_reason`, and records
 /// requests (no key needed: a local server).
 fn plain_openai_server(reply: &'static str, finish_reason: &'static str) -> Server {
-    Server::start(move |req: &Request| match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/v1/models") => Reply::json(200, json!({"object": "list", "data": [{"id": "small"}]})),
-        ("POST", "/v1/chat/completions") => Reply::json(
-            200,
-            json!({
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": finish_reason}],
-                "usage": {"prompt_tokens": 200, "completion_tokens": 60}
-            }),
-        ),
-        _ => Reply::json(404, json!({"error": {"message": "not found"}})),
-    })
+    Server::start(
+        move |req: &Request| match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/v1/models") => {
+                Reply::json(200, json!({"object": "list", "data": [{"id": "small"}]}))
+            }
+            ("POST", "/v1/chat/completions") => Reply::json(
+                200,
+                json!({
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": finish_reason}],
+                    "usage": {"prompt_tokens": 200, "completion_tokens": 60}
+                }),
+            ),
+            _ => Reply::json(404, json!({"error": {"message": "not found"}})),
+        },
+    )
 }
 
 /// Issue 9: what a model writes goes through the cleaner and the faithfulness guard. A label is
@@ -452,8 +456,24 @@ fn issue9_guard_repairs_falls_back_flags_and_drops_cut_sentences() {
     let run = |guard: &str| {
         let stats = home.path().join(format!("{guard}.stats.json"));
         let out = summarize(home.path())
-            .args(["-b", "openai", "-m", "small", "--no-cache", "--length", "30w", "--guard", guard])
-            .args(["--prompt-style", "small", "--preselect", "60w", "--base-url"])
+            .args([
+                "-b",
+                "openai",
+                "-m",
+                "small",
+                "--no-cache",
+                "--length",
+                "30w",
+                "--guard",
+                guard,
+            ])
+            .args([
+                "--prompt-style",
+                "small",
+                "--preselect",
+                "60w",
+                "--base-url",
+            ])
             .arg(server.url("/v1"))
             .arg("--stats")
             .arg(&stats)
@@ -468,14 +488,20 @@ fn issue9_guard_repairs_falls_back_flags_and_drops_cut_sentences() {
     let (rec, stats, stderr) = run("repair");
     assert_eq!(field(&rec, "status"), "ok", "{rec}");
     assert_eq!(field(&rec, "guard"), "repaired", "{rec}");
-    assert_eq!(rec["guard_reasons"], json!(["unsupported_number", "unsupported_name"]));
+    assert_eq!(
+        rec["guard_reasons"],
+        json!(["unsupported_number", "unsupported_name"])
+    );
     assert_eq!(
         field(&rec, "summary"),
         "The Riverside branch opened a tool-lending shelf on Monday. The collection started with 140 items donated by residents."
     );
     assert_eq!(rec["truncated"], true);
     assert_eq!(rec["echo_stripped"], 1);
-    assert!(field(&rec, "model_summary").contains("Mayor Bloomberg"), "{rec}");
+    assert!(
+        field(&rec, "model_summary").contains("Mayor Bloomberg"),
+        "{rec}"
+    );
     assert_eq!(rec["unsupported_numbers"], json!([]));
     let shown = rec["preselected_words"].as_u64().unwrap();
     assert!((30..=80).contains(&shown), "{rec}");
@@ -487,7 +513,10 @@ fn issue9_guard_repairs_falls_back_flags_and_drops_cut_sentences() {
     let (rec, stats, _) = run("fallback");
     assert_eq!(field(&rec, "guard"), "fallback", "{rec}");
     let summary = field(&rec, "summary");
-    assert!(!summary.contains("1887") && summary.starts_with("The Riverside branch"), "{rec}");
+    assert!(
+        !summary.contains("1887") && summary.starts_with("The Riverside branch"),
+        "{rec}"
+    );
     assert!(field(&rec, "model_summary").contains("1887"));
     assert_eq!(stats["guard"], json!({"fallback": 1}));
 
@@ -498,16 +527,25 @@ fn issue9_guard_repairs_falls_back_flags_and_drops_cut_sentences() {
     assert_eq!(rec["unsupported_numbers"], json!(["1887"]));
 
     let (rec, stats, _) = run("off");
-    assert!(rec["guard"].is_null() && rec["guard_reasons"].is_null(), "{rec}");
+    assert!(
+        rec["guard"].is_null() && rec["guard_reasons"].is_null(),
+        "{rec}"
+    );
     assert!(stats["guard"].as_object().unwrap().is_empty());
 
     // Small prompts: one user message, the document first, no fence; preselected text only.
     let requests = server.requests.lock().unwrap();
-    let chat = requests.iter().find(|r| r.path == "/v1/chat/completions").unwrap();
+    let chat = requests
+        .iter()
+        .find(|r| r.path == "/v1/chat/completions")
+        .unwrap();
     let body = chat.json();
     assert_eq!(body["messages"].as_array().unwrap().len(), 1, "{body}");
     let user = body["messages"][0]["content"].as_str().unwrap();
-    assert!(!user.contains("<<<") && user.starts_with("The Riverside branch"), "{user}");
+    assert!(
+        !user.contains("<<<") && user.starts_with("The Riverside branch"),
+        "{user}"
+    );
     assert!(user.split_whitespace().count() < 120, "{user}");
 }
 
@@ -833,7 +871,10 @@ fn issue9_eval_cli_reproduces_rouge_score_vectors() {
         "/../shared/data/summarization/rouge-vectors.jsonl"
     ));
     let Ok(text) = std::fs::read_to_string(path) else {
-        eprintln!("skipped: {} is absent (a clone outside the workplace)", path.display());
+        eprintln!(
+            "skipped: {} is absent (a clone outside the workplace)",
+            path.display()
+        );
         return;
     };
     let home = tempfile::tempdir().unwrap();
@@ -859,7 +900,12 @@ fn issue9_eval_cli_reproduces_rouge_score_vectors() {
             .args(extra)
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         records(&out.stdout)
     };
     let got = eval(&[]);
@@ -867,7 +913,10 @@ fn issue9_eval_cli_reproduces_rouge_score_vectors() {
     let mut matched = 0;
     for (g, w) in got.iter().zip(&want) {
         for m in ["rouge1", "rouge2", "rougeL", "rougeLsum"] {
-            let (a, b) = (g[m]["fmeasure"].as_f64().unwrap(), w[m]["fmeasure"].as_f64().unwrap());
+            let (a, b) = (
+                g[m]["fmeasure"].as_f64().unwrap(),
+                w[m]["fmeasure"].as_f64().unwrap(),
+            );
             assert!((a - b).abs() < 1e-6, "{} {m}: {a} vs {b}", g["id"]);
             matched += 1;
         }
@@ -880,8 +929,14 @@ fn issue9_eval_cli_reproduces_rouge_score_vectors() {
         .filter(|(s, g)| s["rougeLsum"] != g["rougeLsum"])
         .map(|(s, _)| &s["id"])
         .collect();
-    assert!(!changed.is_empty(), "one-line candidates score differently when split");
-    assert!(split.iter().zip(&got).all(|(s, g)| s["rouge1"] == g["rouge1"]));
+    assert!(
+        !changed.is_empty(),
+        "one-line candidates score differently when split"
+    );
+    assert!(split
+        .iter()
+        .zip(&got)
+        .all(|(s, g)| s["rouge1"] == g["rouge1"]));
 }
 
 #[test]
@@ -974,7 +1029,13 @@ fn issue9_local_backend_summarizes_samples_grounded_and_deterministically() {
         assert_eq!(rec["unsupported_numbers"], json!([]), "{rec}");
         assert_eq!(rec["length_ok"], true, "{rec}");
         assert!(summarize::text::ends_sentence(summary), "{rec}");
-        for echo in ["<<<", "DOCUMENT ", "Title:", "Summary:", "material to summarize"] {
+        for echo in [
+            "<<<",
+            "DOCUMENT ",
+            "Title:",
+            "Summary:",
+            "material to summarize",
+        ] {
             assert!(!summary.contains(echo), "{echo}: {rec}");
         }
         assert!(!summary.contains("http"), "{rec}");
@@ -988,7 +1049,11 @@ fn issue9_local_backend_summarizes_samples_grounded_and_deterministically() {
     // One CPU engine slot: the documents after the first waited for it, and that wait is
     // queue time, not summarizing time.
     assert!(
-        first.iter().map(|r| r["queue_ms"].as_u64().unwrap()).sum::<u64>() > 0,
+        first
+            .iter()
+            .map(|r| r["queue_ms"].as_u64().unwrap())
+            .sum::<u64>()
+            > 0,
         "{first:?}"
     );
     let second = run();

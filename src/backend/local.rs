@@ -84,6 +84,9 @@ impl LocalTokenizer {
     }
 }
 
+/// The model's tokenizer as a shareable function of text to token ids.
+type Encoder = Arc<dyn Fn(&str) -> Vec<u32> + Send + Sync>;
+
 pub struct Local {
     model: Arc<Model>,
     /// The file name, for `Backend::model()`.
@@ -94,7 +97,7 @@ pub struct Local {
     context: usize,
     tokenizer: Tokenizer,
     /// The model's tokenizer as ids, for the copy bonus.
-    encode: Arc<dyn Fn(&str) -> Vec<u32> + Send + Sync>,
+    encode: Encoder,
     vocab: Arc<Vocab>,
     steer: SteerConfig,
     calls: CallSettings,
@@ -177,7 +180,14 @@ impl Local {
             .map(|id| tok.decode(&[id], false).unwrap_or_default())
             .collect();
         let mut eos: Vec<u32> = header.eos_token_id.into_iter().collect();
-        for end in ["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>"] {
+        for end in [
+            "<|im_end|>",
+            "<|eot_id|>",
+            "<|end|>",
+            "<end_of_turn>",
+            "</s>",
+            "<|endoftext|>",
+        ] {
             if let Some(id) = tok.token_to_id(end) {
                 eos.push(id);
             }

@@ -103,7 +103,12 @@ pub struct Steer {
 impl Steer {
     /// `source` is the document as the model's tokenizer encodes it; `source_text` decides
     /// whether links are allowed.
-    pub fn new(vocab: Arc<Vocab>, config: SteerConfig, source: Vec<u32>, source_text: &str) -> Steer {
+    pub fn new(
+        vocab: Arc<Vocab>,
+        config: SteerConfig,
+        source: Vec<u32>,
+        source_text: &str,
+    ) -> Steer {
         let lower = source_text.to_ascii_lowercase();
         let mut banned = vocab.scaffolding.clone();
         if !(lower.contains("http") || lower.contains("www") || lower.contains("://")) {
@@ -271,9 +276,7 @@ mod tests {
     const PROMPT: [u32; 2] = [1, 2];
 
     fn argmax(l: &[f32]) -> usize {
-        (0..l.len())
-            .max_by(|&a, &b| l[a].total_cmp(&l[b]))
-            .unwrap()
+        (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap()
     }
 
     #[test]
@@ -402,5 +405,4 @@ mod tests {
         steer.apply(&mut l, &[1, 2]);
         assert_eq!((l[1], l[2], l[3]), (2.0, -2.0, 4.0));
     }
-
 }

@@ -266,7 +266,8 @@ mod tests {
         let refs: References = [("a".to_string(), "The dog ran and the cat sat.".to_string())]
             .into_iter()
             .collect();
-        let report = "{\"id\":\"a\",\"status\":\"ok\",\"summary\":\"The cat sat. The dog ran and.\"}\n";
+        let report =
+            "{\"id\":\"a\",\"status\":\"ok\",\"summary\":\"The cat sat. The dog ran and.\"}\n";
         let lsum = |split| {
             let (_, agg) = score(report, &refs, true, split, &Gates::default()).unwrap();
             agg.metrics["rougeLsum"].fmeasure.mean
