@@ -1081,7 +1081,8 @@ fn local_backend_map_reduces_long_documents() {
         .env("SUMMARIZE_BACKEND", "local")
         .env("HF_HOME", home.path().join("hf"))
         .args(["samples/field-guide.md", "--length", "short", "--no-cache"])
-        .args(["--chunk-tokens", "200", "-m"])
+        // The whole text, not the preselected sentences, so that it exceeds the chunk budget.
+        .args(["--chunk-tokens", "200", "--preselect", "off", "-m"])
         .arg(&model)
         .output()
         .unwrap();
@@ -1090,6 +1091,7 @@ fn local_backend_map_reduces_long_documents() {
     let recs = records(&out.stdout);
     assert_eq!(field(&recs[0], "status"), "ok", "{}", recs[0]);
     assert!(recs[0]["chunks"].as_u64().unwrap() >= 2, "{}", recs[0]);
+    assert!(recs[0]["preselected_words"].is_null(), "{}", recs[0]);
     assert!(!field(&recs[0], "summary").trim().is_empty());
 }
 
