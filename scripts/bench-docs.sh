@@ -14,7 +14,7 @@ RUNS=${RUNS:-1}
 export BENCH_THREADS=${BENCH_THREADS:-2}
 export RAYON_NUM_THREADS=$BENCH_THREADS
 export LLAMA_N_THREADS=$BENCH_THREADS
-PRESELECT=${PRESELECT:-240w}
+PRESELECT=${PRESELECT:-120w}  # what `--preselect auto` gives the local backend at the default 80 words
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/debug/summarize}
 PORT=${LLAMA_PORT:-$((20000 + RANDOM % 20000))}
 log() { printf 'bench-docs: %s\n' "$*" >&2; }

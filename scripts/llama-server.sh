@@ -95,8 +95,19 @@ EOF
   fi
 }
 
+# llama.cpp builds with -march=native: the venv only runs on the CPU it was built for (another
+# CPU dies with SIGILL, "invalid opcode", at the first request). The install stamps the CPU's
+# flags into the venv; a venv built elsewhere (a moved cache, a new machine) is rebuilt.
+cpu_stamp() { { echo noamx; grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | tr ' ' '\n' | sort; } | sha256sum | cut -c1-16; }
+STAMP="$VENV/.summarize-cpu"
+
 installed_ok() {
   [[ -x "$VPY" ]] || return 1
+  if [[ "$(cat "$STAMP" 2>/dev/null)" != "$(cpu_stamp)" ]]; then
+    [[ -f "$STAMP" ]] && log "$VENV was built on another CPU; rebuilding it for this one"
+    [[ -f "$STAMP" ]] || log "$VENV has no CPU stamp (built before stamps, maybe elsewhere); rebuilding it"
+    return 1
+  fi
   "$VPY" - "$LLAMA_CPP_VERSION" <<'EOF' >/dev/null 2>&1
 import sys
 import llama_cpp, llama_cpp.server.app  # noqa: F401
@@ -135,8 +146,18 @@ cmd_install() {
   # Note: llama.cpp builds with -march=native by default, so the venv is tied
   # to this CPU family; don't share a cached venv across different runners.
   export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}"
+  # No AMX: a CPU can list amx_tile while its hypervisor leaves AMX state off (Firecracker
+  # VMs do), and -march=native code then dies with SIGILL at the first tileloadd. GCC keeps
+  # these explicit -mno- flags over what -march=native implies.
+  if grep -qm1 '^flags.* amx' /proc/cpuinfo 2>/dev/null; then
+    export CFLAGS="${CFLAGS:-} -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    export CXXFLAGS="${CXXFLAGS:-} -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    log "this CPU lists AMX: building without it (CFLAGS='$CFLAGS')"
+  fi
   log "building llama-cpp-python[server]==$LLAMA_CPP_VERSION (CMAKE_ARGS='$CMAKE_ARGS', jobs=$CMAKE_BUILD_PARALLEL_LEVEL); this takes several minutes"
-  "$VPY" -m pip install --no-cache-dir "llama-cpp-python[server]==$LLAMA_CPP_VERSION" >&2
+  # --force-reinstall: a wheel built for another CPU must not be kept as "already satisfied".
+  "$VPY" -m pip install --no-cache-dir --force-reinstall "llama-cpp-python[server]==$LLAMA_CPP_VERSION" >&2
+  cpu_stamp >"$STAMP"
 
   installed_ok || die "install finished but 'import llama_cpp.server' at $LLAMA_CPP_VERSION fails in $VENV"
   log "installed llama-cpp-python $LLAMA_CPP_VERSION in $VENV"

@@ -485,16 +485,15 @@ fn load_pipeline(
         .with_context(|| format!("cannot load the model {}", path.display()))
 }
 
-/// The decoding settings of this build, with `SUMMARIZE_DEV_*` overrides for tuning runs.
+/// The decoding settings of this build (chosen by measurement, see README).
 fn steer_config(repeat_penalty: f32) -> SteerConfig {
-    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f32>().ok());
     SteerConfig {
         repeat_penalty,
         repeat_last_n: REPEAT_LAST_N,
-        no_repeat_ngram: var("SUMMARIZE_DEV_NGRAM").map_or(NO_REPEAT_NGRAM, |v| v as usize),
-        copy_bonus: var("SUMMARIZE_DEV_COPY").unwrap_or(COPY_BONUS),
-        copy_span: var("SUMMARIZE_DEV_SPAN").map_or(COPY_SPAN, |v| v as usize),
-        lead_bonus: var("SUMMARIZE_DEV_LEAD").unwrap_or(LEAD_BONUS),
+        no_repeat_ngram: NO_REPEAT_NGRAM,
+        copy_bonus: COPY_BONUS,
+        copy_span: COPY_SPAN,
+        lead_bonus: LEAD_BONUS,
         stop_words: None,
         min_words: 0,
     }

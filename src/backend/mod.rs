@@ -453,18 +453,8 @@ async fn call<M: ChatModel>(
         temperature: config.temperature,
         seed: config.seed,
         source: source.to_string(),
-        stop_words: Some(
-            (words as f64
-                * std::env::var("SUMMARIZE_DEV_STOP")
-                    .ok()
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(STOP_AT)) as usize,
-        ),
-        min_words: (words as f64
-            * std::env::var("SUMMARIZE_DEV_MIN")
-                .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(MIN_LENGTH)) as usize,
+        stop_words: Some((words as f64 * STOP_AT) as usize),
+        min_words: (words as f64 * MIN_LENGTH) as usize,
     };
     let tokens = model.tokenizer().count(&request.system)
         + model.tokenizer().count(&request.user)
