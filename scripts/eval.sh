@@ -88,7 +88,7 @@ for s in sets:
           f"({100 * unsup / max(numbers, 1):.1f}%; in {q.get('unsupported_number_rate', 0) * 100:.0f}% of summaries)")
     print(f"  echoes in final summaries: {labels} label lines, {markers} fence markers, {prompts} prompt text; "
           f"{st.get('echo_stripped', 0)} lines stripped from model replies")
-    print(f"  ending mid-sentence: {mids}; cut at the token limit (fragment dropped): {st.get('truncated', 0)}; "
+    print(f"  ending mid-sentence: {mids}; truncated (unfinished sentence dropped): {st.get('truncated', 0)}; "
           f"length within 0.5-1.5x: {length_ok}/{len(ok)} ({100 * length_ok / n:.0f}%), mean {words:.0f} words")
     guard = st.get("guard") or {}
     if guard:

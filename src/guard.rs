@@ -172,7 +172,7 @@ pub fn clean(summary: &str) -> Cleaned {
             lines.push(String::new());
             continue;
         }
-        if is_marker_line(trimmed) || trimmed.starts_with('#') || is_preamble(bare) {
+        if is_marker_line(trimmed) || is_heading(trimmed) || is_preamble(bare) {
             stripped += 1;
             continue;
         }
@@ -187,7 +187,10 @@ pub fn clean(summary: &str) -> Cleaned {
                     lines.push(rest.to_string());
                 }
             }
-            None if bare.is_empty() => stripped += 1,
+            // Empty, or a label standing alone as a heading ("**Summary**").
+            None if bare.is_empty() || LABELS.contains(&bare.to_lowercase().as_str()) => {
+                stripped += 1
+            }
             None => lines.push(line.trim_end().to_string()),
         }
     }
@@ -205,6 +208,12 @@ pub fn clean(summary: &str) -> Cleaned {
         .collect::<Vec<_>>()
         .join("\n\n");
     Cleaned { text, stripped }
+}
+
+/// A Markdown heading: "#" marks and a space, or marks alone (not "#1 priority").
+fn is_heading(line: &str) -> bool {
+    let rest = line.trim_start_matches('#');
+    rest.len() < line.len() && (rest.is_empty() || rest.starts_with(char::is_whitespace))
 }
 
 fn is_marker_line(line: &str) -> bool {
@@ -261,8 +270,8 @@ fn lines(summary: &str) -> Vec<Line<'_>> {
     summary
         .lines()
         .map(|line| {
-            let body = line.trim_start_matches(|c: char| c.is_whitespace() || "-*•".contains(c));
-            let prefix = &line[..line.len() - body.len()];
+            // A bullet or a list number ("2. ") is kept in place, not checked as a number.
+            let (prefix, body) = line.split_at(text::list_marker_len(line).unwrap_or(0));
             Line {
                 prefix,
                 sentences: text::split_sentences(body),
@@ -347,20 +356,29 @@ fn shingles(text: &str) -> impl Iterator<Item = Vec<String>> {
 /// Common words that may be capitalised at the start of a sentence without being names.
 #[rustfmt::skip]
 const COMMON: &[&str] = &[
-    "a", "after", "also", "although", "an", "and", "as", "at", "because", "before", "both",
-    "but", "by", "despite", "during", "each", "for", "from", "he", "her", "his", "however",
-    "i", "if", "in", "it", "its", "many", "meanwhile", "more", "most", "my", "no", "not", "now",
-    "of", "on", "one", "other", "our", "over", "she", "since", "so", "some", "such", "that",
-    "the", "their", "then", "there", "these", "they", "this", "those", "though", "to", "under",
-    "until", "we", "what", "when", "where", "which", "while", "who", "with", "yet", "you",
+    "a", "according", "additionally", "after", "all", "also", "although", "an", "and",
+    "another", "any", "are", "as", "at", "because", "before", "both", "but", "by", "currently",
+    "despite", "during", "each", "earlier", "eight", "even", "every", "finally", "first",
+    "five", "for", "four", "from", "he", "her", "here", "his", "how", "however", "i", "if",
+    "in", "instead", "is", "it", "its", "last", "later", "many", "meanwhile", "more", "most",
+    "my", "nine", "no", "not", "now", "of", "on", "once", "one", "only", "other", "our",
+    "over", "overall", "previously", "recently", "second", "seven", "several", "she", "since",
+    "six", "so", "some", "still", "such", "ten", "that", "the", "their", "then", "there",
+    "these", "they", "third", "this", "those", "though", "three", "thus", "to", "today", "two",
+    "under", "until", "was", "we", "were", "what", "when", "where", "which", "while", "who",
+    "why", "with", "yesterday", "yet", "you",
 ];
 
 /// Findings in one sentence.
-fn sentence_reasons(sentence: &str, support: &Support, source: &str) -> Vec<Reason> {
+fn sentence_reasons(sentence: &str, support: &Support, ctx: &Context<'_>) -> Vec<Reason> {
     let mut out = Vec::new();
-    if !reffree::unsupported_numbers(source, sentence).is_empty() {
+    if !reffree::unsupported_numbers(ctx.source, sentence).is_empty() {
         out.push(Reason::UnsupportedNumber);
     }
+    // A summary asked for in a named language may translate, and capitalise words ("La",
+    // "Die Bibliothek") that the source cannot support: names are checked in the source's own
+    // language only.
+    let check_names = matches!(ctx.language, Language::Auto);
     for (i, raw) in sentence.split_whitespace().enumerate() {
         let token = raw.trim_matches(|c: char| "()[]{}\"'“”‘’,;:!?".contains(c));
         let token = token.trim_end_matches('.');
@@ -371,7 +389,7 @@ fn sentence_reasons(sentence: &str, support: &Support, source: &str) -> Vec<Reas
             }
             continue;
         }
-        let Some(first) = token.chars().next() else {
+        let Some(first) = token.chars().next().filter(|_| check_names) else {
             continue;
         };
         if !first.is_uppercase() || !token.chars().any(char::is_alphabetic) {
@@ -455,7 +473,7 @@ pub fn guard(
     for line in lines(summary) {
         let mut kept = Vec::new();
         for sentence in line.sentences {
-            let mut found = sentence_reasons(sentence, &support, ctx.source);
+            let mut found = sentence_reasons(sentence, &support, ctx);
             if kept_so_far
                 .iter()
                 .any(|k| overlap(sentence, k) >= REPEAT_OVERLAP)
@@ -615,6 +633,35 @@ mod tests {
         assert_eq!(v.dropped.len(), 3);
     }
 
+    /// Review findings: list numbers are not numbers, sentence openers are not names, and a
+    /// summary in another requested language is not read as invented names.
+    #[test]
+    fn list_numbers_openers_and_translations_are_not_findings() {
+        let s = "1. The Riverside library now lends 140 tools, from drills to ladders.\n\
+                 2. Overall, members borrowed tools 2,300 times in the first year.";
+        let v = run(s, GuardMode::Fallback);
+        assert_eq!(v.outcome, Outcome::Passed, "{v:?}");
+        // An invented number inside an item is still one.
+        let v = run("1. The library lends 170 tools to members every week, from drills to ladders and more.", GuardMode::Flag);
+        assert!(v.reasons.contains(&Reason::UnsupportedNumber), "{v:?}");
+        assert!(!v.reasons.contains(&Reason::UnsupportedName), "{v:?}");
+        let french =
+            "La bibliothèque Riverside prête désormais 140 outils, des perceuses aux échelles. \
+                      Les membres ont emprunté des outils 2,300 fois la première année.";
+        let named = Language::Named("fr".into());
+        let prompt: [&str; 0] = [];
+        let c = Context {
+            language: &named,
+            ..ctx(&prompt)
+        };
+        let v = guard(french, &c, GuardMode::Repair, &|| "EXTRACTIVE".into()).unwrap();
+        assert_eq!(v.outcome, Outcome::Passed, "{v:?}");
+        let invented = "La bibliothèque prête 999 outils aux membres, des perceuses aux échelles, chaque semaine.";
+        let v = guard(invented, &c, GuardMode::Flag, &|| "EXTRACTIVE".into()).unwrap();
+        assert!(v.reasons.contains(&Reason::UnsupportedNumber), "{v:?}");
+        assert!(!v.reasons.contains(&Reason::UnsupportedName), "{v:?}");
+    }
+
     #[test]
     fn too_little_left_falls_back_and_says_so() {
         let v = run(
@@ -692,6 +739,10 @@ mod tests {
             "The library lends 140 tools.\n- Members borrow tools."
         );
         assert_eq!(c.stripped, 6);
+        // A bold label standing alone is a heading; "#1" opening prose is not.
+        let c = clean("**Summary**\n#1 priority is safety, the librarian said.");
+        assert_eq!(c.text, "#1 priority is safety, the librarian said.");
+        assert_eq!(c.stripped, 1);
         let plain = clean("The library lends 140 tools. Update: it opens Sundays.");
         assert_eq!(plain.stripped, 0);
         assert_eq!(

@@ -322,8 +322,15 @@ fn check_summary(
     if !backend.cacheable() {
         return text;
     }
-    let cleaned = guard::clean(&text);
+    let mut cleaned = guard::clean(&text);
     rec.echo_stripped = Some(cleaned.stripped);
+    // Cleaning never blanks a summary that no guard will replace: a reply that was all
+    // preamble or labels is reported as written (repair and fallback make it a fallback).
+    if cleaned.text.trim().is_empty()
+        && matches!(config.guard, guard::GuardMode::Flag | guard::GuardMode::Off)
+    {
+        cleaned.text = text.clone();
+    }
     let instructions =
         crate::prompt::instruction_texts(&config.prompt, config.length, &config.language);
     let prompt: Vec<&str> = instructions.iter().map(String::as_str).collect();

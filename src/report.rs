@@ -601,10 +601,24 @@ impl RunStats {
             if !reasons.is_empty() {
                 out.push_str(&format!(" (findings: {})", reasons.join(", ")));
             }
-            if self.truncated > 0 {
-                out.push_str(&format!("; {} cut at the token limit", self.truncated));
-            }
             out.push('\n');
+        }
+        // Model replies changed before the guard: unfinished sentences, echoed lines.
+        let mut edits = Vec::new();
+        if self.truncated > 0 {
+            edits.push(format!(
+                "{} truncated (unfinished sentence dropped)",
+                self.truncated
+            ));
+        }
+        if self.echo_stripped > 0 {
+            edits.push(format!(
+                "{} label, marker or preamble lines stripped",
+                self.echo_stripped
+            ));
+        }
+        if !edits.is_empty() {
+            out.push_str(&format!("replies: {}\n", edits.join(", ")));
         }
         if let Some(q) = &self.quality {
             out.push_str(&format!(
@@ -701,6 +715,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("model-written summaries (n=2)"), "{text}");
+        assert!(text.contains("replies: 1 truncated"), "{text}");
     }
 
     #[test]

@@ -122,7 +122,7 @@ fn starts_upper(word: &str) -> bool {
 /// a title abbreviation ("Dr.") or an initial ("J.") that a name continues.
 pub fn ends_sentence(text: &str) -> bool {
     let t = text.trim_end();
-    let t = t.trim_end_matches(['"', '\'', '”', '’', ')', ']', '»']);
+    let t = t.trim_end_matches(['"', '\'', '”', '’', ')', ']', '»', '*', '_']);
     if !t.ends_with(['.', '!', '?', '…']) {
         return false;
     }
@@ -186,6 +186,25 @@ fn period_continues(before: &str, next: Option<&str>) -> bool {
     next_first.is_lowercase() && token.chars().count() <= 3
 }
 
+/// The length of a list marker opening `line`, with the space after it: a bullet ("- ", "* ",
+/// "• ") or a number ("1. ", "2) "). `None` for any other line.
+pub fn list_marker_len(line: &str) -> Option<usize> {
+    let body = line.trim_start();
+    let indent = line.len() - body.len();
+    let marker = if body.starts_with(['-', '*', '•']) {
+        body.chars().next().map_or(0, char::len_utf8)
+    } else {
+        let digits = body.len() - body.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 || digits > 3 || !body[digits..].starts_with(['.', ')']) {
+            return None;
+        }
+        digits + 1
+    };
+    let rest = &body[marker..];
+    let space = rest.len() - rest.trim_start().len();
+    (space > 0 || rest.is_empty()).then_some(indent + marker + space)
+}
+
 /// Whitespace-separated words that contain at least one letter or digit, so that
 /// tokenised punctuation (" ,", " .") and dashes do not count as words.
 pub fn words(text: &str) -> impl Iterator<Item = &str> {
@@ -209,6 +228,19 @@ pub fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_markers_are_bullets_and_short_numbers() {
+        assert_eq!(list_marker_len("- item"), Some(2));
+        assert_eq!(list_marker_len("  • item"), Some(2 + '•'.len_utf8() + 1));
+        assert_eq!(list_marker_len("2. Fixed Y"), Some(3));
+        assert_eq!(list_marker_len("10) Tenth"), Some(4));
+        assert_eq!(list_marker_len("2."), Some(2));
+        assert_eq!(list_marker_len("2.5 million people"), None);
+        assert_eq!(list_marker_len("1887. A year"), None);
+        assert_eq!(list_marker_len("The end."), None);
+        assert_eq!(list_marker_len("-3 degrees"), None);
+    }
 
     #[test]
     fn sentence_ends() {

@@ -176,8 +176,18 @@ impl Local {
             .with_context(|| format!("{} carries no usable tokenizer", path.display()))?;
         // The vocabulary as text, for the sentence stop and the banned pieces.
         let size = tok.get_vocab_size(true) as u32;
+        // A SentencePiece token ("▁cat") decodes alone without its space; give it back, or
+        // words would run together and the length rules never see a word end.
         let pieces: Vec<String> = (0..size)
-            .map(|id| tok.decode(&[id], false).unwrap_or_default())
+            .map(|id| {
+                let piece = tok.decode(&[id], false).unwrap_or_default();
+                match tok.id_to_token(id) {
+                    Some(t) if t.starts_with('▁') && !piece.starts_with(' ') => {
+                        format!(" {piece}")
+                    }
+                    _ => piece,
+                }
+            })
             .collect();
         let mut eos: Vec<u32> = header.eos_token_id.into_iter().collect();
         for end in [
@@ -194,7 +204,7 @@ impl Local {
         }
         eos.sort_unstable();
         eos.dedup();
-        let vocab = Arc::new(Vocab::new(pieces, eos));
+        let vocab = Arc::new(Vocab::new(pieces, eos).with_stop(header.eos_token_id));
         let tok_ids = tok.clone();
         let encode = Arc::new(move |text: &str| {
             tok_ids

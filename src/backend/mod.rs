@@ -454,7 +454,8 @@ async fn call<M: ChatModel>(
         seed: config.seed,
         source: source.to_string(),
         stop_words: Some((words as f64 * STOP_AT) as usize),
-        min_words: (words as f64 * MIN_LENGTH) as usize,
+        // Never more than the text can give: a short document or chunk is not padded out.
+        min_words: (words.min(crate::text::word_count(source)) as f64 * MIN_LENGTH) as usize,
     };
     let tokens = model.tokenizer().count(&request.system)
         + model.tokenizer().count(&request.user)
@@ -472,22 +473,26 @@ async fn call<M: ChatModel>(
 
 /// A reply that ends in the middle of a sentence loses the unfinished part: when the token
 /// limit cut it, or when prose simply stops without a sentence end. Returns the text and
-/// whether anything was dropped. A reply with no complete sentence at all is kept as it is.
+/// whether it was truncated: a fragment was dropped, or the limit cut a reply that has no
+/// complete sentence to keep (kept as it is). List items need no period.
 pub fn complete_sentences(text: &str, cut: bool) -> (String, bool) {
     let text = text.trim_end();
     let Some(last_line) = text.lines().last() else {
         return (String::new(), false);
     };
-    let bullet = last_line.trim_start().starts_with(['-', '*', '•']);
-    if bullet {
+    if crate::text::list_marker_len(last_line).is_some() {
         // A list item need not end in a period; only one cut by the limit is unfinished.
         if cut && text.lines().count() > 1 {
             let kept = text[..text.len() - last_line.len()].trim_end();
             return (kept.to_string(), true);
         }
-        return (text.to_string(), false);
+        return (text.to_string(), cut);
     }
-    if crate::text::ends_sentence(text) {
+    // A reply the model ended itself may close on "Plan B." or "Jr.": its last period counts.
+    let closed = text
+        .trim_end_matches(['"', '\'', '”', '’', ')', ']', '»', '*', '_'])
+        .ends_with(['.', '!', '?', '…']);
+    if crate::text::ends_sentence(text) || (closed && !cut) {
         return (text.to_string(), false);
     }
     // The end of the last complete sentence, if any.
@@ -505,7 +510,8 @@ pub fn complete_sentences(text: &str, cut: bool) -> (String, bool) {
     match end {
         Some(end) => (format!("{head}{}", &last_line[..end]), true),
         None if !head.trim().is_empty() => (head.trim_end().to_string(), true),
-        None => (text.to_string(), false),
+        // Nothing complete to keep: the fragment stays, marked when the limit cut it.
+        None => (text.to_string(), cut),
     }
 }
 
@@ -617,7 +623,40 @@ mod tests {
         );
         assert_eq!(
             complete_sentences("no sentence end at all", true),
+            ("no sentence end at all".to_string(), true)
+        );
+        assert_eq!(
+            complete_sentences("no sentence end at all", false),
             ("no sentence end at all".to_string(), false)
+        );
+        // Numbered items are list items; a single one cut by the limit is marked.
+        assert_eq!(
+            complete_sentences("1. Added X\n2. Fixed Y", false),
+            ("1. Added X\n2. Fixed Y".to_string(), false)
+        );
+        assert_eq!(
+            complete_sentences("1. Added X\n2. Fixed Y", true),
+            ("1. Added X".to_string(), true)
+        );
+        assert_eq!(
+            complete_sentences("- only one item, cut", true),
+            ("- only one item, cut".to_string(), true)
+        );
+        // A reply the model closed itself keeps a last sentence ending in an initial or a title;
+        // one cut by the limit there does not (the period may open "B. Smith").
+        assert_eq!(
+            complete_sentences("The library lends tools. The city adopted Plan B.", false),
+            (
+                "The library lends tools. The city adopted Plan B.".to_string(),
+                false
+            )
+        );
+        assert_eq!(
+            complete_sentences("Intro sentence.\n**Bold final sentence.**", false),
+            (
+                "Intro sentence.\n**Bold final sentence.**".to_string(),
+                false
+            )
         );
         assert_eq!(
             complete_sentences("He met Dr. Smith. Then he left for the", true),

@@ -25,8 +25,10 @@ use std::sync::{Arc, Mutex};
 pub struct Vocab {
     /// The text each token writes (byte-level pieces of a multibyte character decode to U+FFFD).
     pieces: Vec<String>,
-    /// Ids that end a reply.
+    /// Ids that end a reply (banned while the reply is too short).
     eos: Vec<u32>,
+    /// The ids the engine surely stops on, the only ones allowed once the reply should stop.
+    stop: Vec<u32>,
     /// Ids banned in every summary: pieces of the fence markers.
     scaffolding: Vec<u32>,
     /// Ids that start a link, banned where the document has none.
@@ -50,10 +52,20 @@ impl Vocab {
         });
         Vocab {
             pieces,
+            stop: eos.clone(),
             eos,
             scaffolding,
             links,
         }
+    }
+
+    /// Narrows the forced stop to `stop` (the model file's own end token), when it is known:
+    /// another end-like token the engine does not stop on would let the reply run on.
+    pub fn with_stop(mut self, stop: Option<u32>) -> Vocab {
+        if let Some(id) = stop {
+            self.stop = vec![id];
+        }
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -135,7 +147,7 @@ impl Steer {
         self.repeat_penalty(logits, context);
         if self.should_stop(reply) {
             for (id, l) in logits.iter_mut().enumerate() {
-                if !self.vocab.eos.contains(&(id as u32)) {
+                if !self.vocab.stop.contains(&(id as u32)) {
                     *l = f32::NEG_INFINITY;
                 }
             }
