@@ -118,11 +118,14 @@ fn starts_upper(word: &str) -> bool {
         .is_some_and(|c| c.is_uppercase() || c.is_numeric())
 }
 
+/// What may follow a sentence's final mark: closing quotes and brackets, Markdown emphasis.
+pub const CLOSING: [char; 9] = ['"', '\'', '”', '’', ')', ']', '»', '*', '_'];
+
 /// Whether `text` ends a sentence: a terminator, then only closing quotes or brackets, and not
 /// a title abbreviation ("Dr.") or an initial ("J.") that a name continues.
 pub fn ends_sentence(text: &str) -> bool {
     let t = text.trim_end();
-    let t = t.trim_end_matches(['"', '\'', '”', '’', ')', ']', '»', '*', '_']);
+    let t = t.trim_end_matches(CLOSING);
     if !t.ends_with(['.', '!', '?', '…']) {
         return false;
     }

@@ -490,7 +490,7 @@ pub fn complete_sentences(text: &str, cut: bool) -> (String, bool) {
     }
     // A reply the model ended itself may close on "Plan B." or "Jr.": its last period counts.
     let closed = text
-        .trim_end_matches(['"', '\'', '”', '’', ')', ']', '»', '*', '_'])
+        .trim_end_matches(crate::text::CLOSING)
         .ends_with(['.', '!', '?', '…']);
     if crate::text::ends_sentence(text) || (closed && !cut) {
         return (text.to_string(), false);
