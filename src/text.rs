@@ -121,14 +121,21 @@ fn starts_upper(word: &str) -> bool {
 /// What may follow a sentence's final mark: closing quotes and brackets, Markdown emphasis.
 pub const CLOSING: [char; 9] = ['"', '\'', '”', '’', ')', ']', '»', '*', '_'];
 
+/// Whether `text` ends in a sentence mark (`.`, `!`, `?`, `…`) and only [`CLOSING`] after it,
+/// whatever word the mark closes.
+pub fn has_final_mark(text: &str) -> bool {
+    text.trim_end()
+        .trim_end_matches(CLOSING)
+        .ends_with(['.', '!', '?', '…'])
+}
+
 /// Whether `text` ends a sentence: a terminator, then only closing quotes or brackets, and not
 /// a title abbreviation ("Dr.") or an initial ("J.") that a name continues.
 pub fn ends_sentence(text: &str) -> bool {
-    let t = text.trim_end();
-    let t = t.trim_end_matches(CLOSING);
-    if !t.ends_with(['.', '!', '?', '…']) {
+    if !has_final_mark(text) {
         return false;
     }
+    let t = text.trim_end().trim_end_matches(CLOSING);
     if !t.ends_with('.') {
         return true;
     }

@@ -489,10 +489,7 @@ pub fn complete_sentences(text: &str, cut: bool) -> (String, bool) {
         return (text.to_string(), cut);
     }
     // A reply the model ended itself may close on "Plan B." or "Jr.": its last period counts.
-    let closed = text
-        .trim_end_matches(crate::text::CLOSING)
-        .ends_with(['.', '!', '?', '…']);
-    if crate::text::ends_sentence(text) || (closed && !cut) {
+    if crate::text::ends_sentence(text) || (!cut && crate::text::has_final_mark(text)) {
         return (text.to_string(), false);
     }
     // The end of the last complete sentence, if any.

@@ -145,7 +145,15 @@ impl Steer {
         let reply = &context[start.min(context.len())..];
 
         self.repeat_penalty(logits, context);
-        if self.should_stop(reply) {
+        // The reply as text, once per step, for the length rules.
+        let needs_text = self.config.stop_words.is_some() || self.config.min_words > 0;
+        let text: String = if needs_text {
+            reply.iter().map(|&t| self.vocab.piece(t)).collect()
+        } else {
+            String::new()
+        };
+        let words = crate::text::word_count(&text);
+        if self.should_stop(&text, words) {
             for (id, l) in logits.iter_mut().enumerate() {
                 if !self.vocab.stop.contains(&(id as u32)) {
                     *l = f32::NEG_INFINITY;
@@ -153,14 +161,21 @@ impl Steer {
             }
             return;
         }
+        if reply.is_empty() {
+            // The first token of the reply: the document's own opening (its lead).
+            if let Some(l) = self
+                .source
+                .first()
+                .and_then(|&t| logits.get_mut(t as usize))
+            {
+                *l += self.config.lead_bonus;
+            }
+        }
         self.copy_bonus(logits, reply);
-        if self.config.min_words > 0 {
-            let text: String = reply.iter().map(|&t| self.vocab.piece(t)).collect();
-            if crate::text::word_count(&text) < self.config.min_words {
-                for &id in &self.vocab.eos {
-                    if let Some(l) = logits.get_mut(id as usize) {
-                        *l = f32::NEG_INFINITY;
-                    }
+        if words < self.config.min_words {
+            for &id in &self.vocab.eos {
+                if let Some(l) = logits.get_mut(id as usize) {
+                    *l = f32::NEG_INFINITY;
                 }
             }
         }
@@ -188,16 +203,13 @@ impl Steer {
         }
     }
 
-    /// Whether the reply has reached its length and just finished a sentence.
-    fn should_stop(&self, reply: &[u32]) -> bool {
-        let Some(words) = self.config.stop_words else {
-            return false;
-        };
-        if reply.is_empty() {
-            return false;
+    /// Whether the reply (`text`, `words` long) has reached its length and just finished a
+    /// sentence.
+    fn should_stop(&self, text: &str, words: usize) -> bool {
+        match self.config.stop_words {
+            Some(stop) => !text.is_empty() && words >= stop && crate::text::ends_sentence(text),
+            None => false,
         }
-        let text: String = reply.iter().map(|&t| self.vocab.piece(t)).collect();
-        crate::text::word_count(&text) >= words && crate::text::ends_sentence(&text)
     }
 
     fn copy_bonus(&self, logits: &mut [f32], reply: &[u32]) {
@@ -225,10 +237,7 @@ impl Steer {
                 best.push((self.source[i + 1], k));
             }
         } else {
-            // The first token of the reply: the document's own opening (its lead).
-            if let Some(l) = logits.get_mut(self.source[0] as usize) {
-                *l += self.config.lead_bonus;
-            }
+            // The first token: the lead bonus above, no span to continue yet.
             return;
         }
         best.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
