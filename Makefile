@@ -19,8 +19,11 @@ release:
 # The main job on the embedded default (the local model): summarize the sample documents.
 # A development build: its dependencies (the engine, the extractor) are optimised, so it runs
 # at full engine speed; `make release` builds the fully optimised binary.
+# The first build compiles the engine (about 30 minutes on 2 cores): cargo's progress shows.
 run: model
-	$(CARGO) run --quiet -- samples/
+	@[ -x "$(BIN_DEBUG)" ] || echo "run: first build: compiling the inference engine (mistral.rs) takes about 30 minutes on 2 cores, once; later runs start in seconds" >&2
+	$(CARGO) build
+	$(BIN_DEBUG) samples/
 
 # Everything a change must pass: formatting, lints, unit and integration tests, and the
 # extraction quality gate on the benchmark's dev pages (skipped where ../shared is absent).

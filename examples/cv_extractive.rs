@@ -44,14 +44,17 @@ fn grid() -> Vec<Params> {
             for position_scale in [60.0, 120.0, 240.0] {
                 for mmr_lambda in [0.6, 0.8] {
                     for overshoot in [0.4, 0.6, 0.8, 1.0] {
-                        out.push(Params {
-                            position_decay,
-                            position_weight,
-                            position_scale,
-                            mmr_lambda,
-                            duplicate: 0.7,
-                            overshoot,
-                        });
+                        for lead_fit in [0.0, 0.15, 0.25, 0.35] {
+                            out.push(Params {
+                                position_decay,
+                                position_weight,
+                                position_scale,
+                                mmr_lambda,
+                                duplicate: 0.7,
+                                overshoot,
+                                lead_fit,
+                            });
+                        }
                     }
                 }
             }
@@ -231,6 +234,7 @@ fn main() {
         let lead = Params {
             position_weight: 1.0,
             position_decay: 3.0,
+            lead_fit: 0.0,
             ..Params::DEFAULT
         };
         for target in [50, 60, 70, 80, 90, 100] {

@@ -171,6 +171,11 @@ pub struct InputArgs {
     #[arg(long, requires = "output")]
     pub resume: bool,
 
+    /// When another run is writing the same --output, wait for it to finish instead of exiting
+    /// at once with status 75 (EX_TEMPFAIL).
+    #[arg(long, requires = "output")]
+    pub wait_lock: bool,
+
     /// Cache directory for summaries and fetched pages [default: the user cache dir]/summarize.
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -36,6 +36,8 @@ pub struct Config {
     pub verbose: u8,
     /// Keep finished ok records of the output file and append the rest.
     pub resume: bool,
+    /// Wait for another run writing the same report instead of exiting 75 (`--wait-lock`).
+    pub wait_lock: bool,
     /// Where summaries and pages are cached; `None` with `--no-cache`.
     pub cache_dir: Option<PathBuf>,
     /// Summarization settings; `None` for `summarize extract`.
@@ -283,6 +285,7 @@ fn base(args: &InputArgs) -> Result<Config> {
         quiet: args.quiet,
         verbose: args.verbose,
         resume: args.resume,
+        wait_lock: args.wait_lock,
         cache_dir: if args.no_cache {
             None
         } else {

@@ -12,6 +12,8 @@ pub enum Exit {
     Config,
     /// Interrupted by SIGINT; finished records were kept.
     Interrupted,
+    /// Another run is writing the same report (EX_TEMPFAIL): try again later, or `--wait-lock`.
+    Busy,
 }
 
 impl Exit {
@@ -21,6 +23,7 @@ impl Exit {
             Exit::SomeFailed => 1,
             Exit::Config => 2,
             Exit::Interrupted => 130,
+            Exit::Busy => 75,
         }
     }
 

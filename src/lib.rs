@@ -16,6 +16,7 @@ pub mod extract;
 pub mod fetch;
 pub mod guard;
 pub mod input;
+pub mod lock;
 pub mod model;
 pub mod pipeline;
 pub mod preselect;

@@ -18,6 +18,7 @@ use summarize::exit::Exit;
 use summarize::fetch::{self, Fetcher};
 
 use summarize::cache::Cache;
+use summarize::lock::{LockError, ReportLock};
 use summarize::ratelimit::RateLimiter;
 use summarize::report::{self, Sink};
 use summarize::{input, pipeline};
@@ -106,6 +107,30 @@ async fn run(config: Config) -> Result<Exit> {
         }
         inputs.push("-".to_string());
     }
+    // One writer per report, taken before the report is created, truncated or resumed.
+    let _lock = match &config.output {
+        Some(path) => {
+            let quiet = config.quiet;
+            let waiting = |holder: Option<u32>| {
+                if !quiet {
+                    eprintln!(
+                        "summarize: waiting for the run{} writing '{}' to finish (--wait-lock)",
+                        holder.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                        path.display()
+                    );
+                }
+            };
+            match ReportLock::acquire(path, config.wait_lock, waiting) {
+                Ok(lock) => Some(lock),
+                Err(e @ LockError::Busy { .. }) => {
+                    eprintln!("summarize: '{}': {e}", path.display());
+                    return Ok(Exit::Busy);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        None => None,
+    };
     let mut sources = input::collect(&inputs, &config.lists, &mut std::io::stdin().lock());
     let sink = if config.resume {
         let path = config

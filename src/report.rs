@@ -530,12 +530,40 @@ impl StatsCollector {
     }
 }
 
+/// A run's wall time as people read it: "85 ms", "4.2s", "3m07s", "2h05m".
+fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1000.0)
+    } else if s < 60.0 {
+        format!("{s:.1}s")
+    } else if s < 3600.0 {
+        let t = s.round() as u64;
+        format!("{}m{:02}s", t / 60, t % 60)
+    } else {
+        let m = (s / 60.0).round() as u64;
+        format!("{}h{:02}m", m / 60, m % 60)
+    }
+}
+
 impl RunStats {
     /// The human summary printed on stderr at the end of a run.
     pub fn render(&self) -> String {
+        // A rate over less than a second is noise ("267640.9 docs/min" for one file): left out.
+        let rate = if self.elapsed_s >= 1.0 && self.ok + self.error > 0 {
+            let r = self.docs_per_min;
+            if r >= 100.0 {
+                format!(" ({r:.0} docs/min)")
+            } else {
+                format!(" ({r:.1} docs/min)")
+            }
+        } else {
+            String::new()
+        };
         let mut out = format!(
-            "{} inputs: {} ok, {} failed{} in {:.1}s ({:.1} docs/min)\n",
+            "{} {}: {} ok, {} failed{} in {}{}\n",
             self.inputs,
+            if self.inputs == 1 { "input" } else { "inputs" },
             self.ok,
             self.error,
             if self.not_run > 0 {
@@ -543,8 +571,8 @@ impl RunStats {
             } else {
                 String::new()
             },
-            self.elapsed_s,
-            self.docs_per_min
+            duration(self.elapsed_s),
+            rate
         );
         if !self.error_classes.is_empty() {
             let classes: Vec<String> = self
@@ -716,6 +744,40 @@ mod tests {
         );
         assert!(text.contains("model-written summaries (n=2)"), "{text}");
         assert!(text.contains("replies: 1 truncated"), "{text}");
+    }
+
+    /// Issue 12: the first line reads right for one file and for a night's run.
+    #[test]
+    fn run_summary_reads_right_at_every_size() {
+        let one = |ok: bool, elapsed: Duration| {
+            let mut c = StatsCollector::new(1);
+            c.add(&to_map(&SummaryRecord {
+                status: if ok { Status::Ok } else { Status::Error },
+                ..SummaryRecord::default()
+            }));
+            c.finish(elapsed).render()
+        };
+        let first = |text: String| text.lines().next().unwrap().to_string();
+        assert_eq!(
+            first(one(false, Duration::from_millis(3))),
+            "1 input: 0 ok, 1 failed in 3 ms"
+        );
+        assert_eq!(
+            first(one(true, Duration::from_secs(2))),
+            "1 input: 1 ok, 0 failed in 2.0s (30.0 docs/min)"
+        );
+        let mut c = StatsCollector::new(5000);
+        for _ in 0..5000 {
+            c.add(&to_map(&SummaryRecord {
+                status: Status::Ok,
+                ..SummaryRecord::default()
+            }));
+        }
+        assert_eq!(
+            first(c.finish(Duration::from_secs(3 * 3600 + 125)).render()),
+            "5000 inputs: 5000 ok, 0 failed in 3h02m (27.5 docs/min)"
+        );
+        assert_eq!(duration(187.4), "3m07s");
     }
 
     #[test]

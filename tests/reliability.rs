@@ -502,3 +502,195 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Issue 13: two runs on one report (a cron job that outlived its interval). The second exits
+/// 75 at once without touching the first's report, or waits with `--wait-lock`; two real
+/// processes, the first held open by a page that answers only when the test lets it.
+#[test]
+fn issue13_overlapping_runs_on_one_report() {
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let release = release.clone();
+        Server::start(move |req: &Request| match req.path.as_str() {
+            "/held" => {
+                while !release.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Reply::html(article("Held", "the long evening"))
+            }
+            p => Reply::html(article(&p[1..], "the short morning")),
+        })
+    };
+    let home = tempfile::tempdir().unwrap();
+    let report = home.path().join("nightly.jsonl");
+    let bin = assert_cmd::cargo::cargo_bin("summarize");
+    let spawn = |extra: &[&str], urls: &[String]| {
+        std::process::Command::new(&bin)
+            .env("HOME", home.path())
+            .env("XDG_CACHE_HOME", home.path().join("cache"))
+            .env("SUMMARIZE_BACKEND", "extractive")
+            .env("NO_COLOR", "1")
+            .args(["-q", "-j", "1", "--timeout", "60", "-o"])
+            .arg(&report)
+            .args(extra)
+            .args(urls)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn(&[], &[server.url("/early"), server.url("/held")]);
+    // The first run holds the lock once its first record is on disk.
+    for _ in 0..400 {
+        if std::fs::read_to_string(&report).is_ok_and(|s| s.lines().count() >= 1) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(records(&std::fs::read(&report).unwrap()).len(), 1);
+
+    // A second run: exit 75 at once, one line naming the holder and the way out.
+    let second = spawn(&[], &[server.url("/second")])
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(75));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", first.id())), "{stderr}");
+    assert!(stderr.contains("--wait-lock"), "{stderr}");
+    assert!(second.stdout.is_empty());
+    let kept = records(&std::fs::read(&report).unwrap());
+    assert_eq!(kept.len(), 1, "the first run's report was not truncated");
+    assert_eq!(kept[0]["status"], "ok");
+
+    // A third with --wait-lock (and --resume, to add to the report) waits for the first.
+    let third = std::process::Command::new(&bin)
+        .env("HOME", home.path())
+        .env("XDG_CACHE_HOME", home.path().join("cache"))
+        .env("SUMMARIZE_BACKEND", "extractive")
+        .args(["--wait-lock", "--resume", "-j", "1", "-o"])
+        .arg(&report)
+        .args([
+            server.url("/early"),
+            server.url("/held"),
+            server.url("/third"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        records(&std::fs::read(&report).unwrap()).len(),
+        1,
+        "the waiting run wrote nothing"
+    );
+    release.store(true, Ordering::SeqCst);
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0));
+    let third = third.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&third.stderr);
+    assert_eq!(third.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("waiting for the run"), "{stderr}");
+    // Every input exactly once: the first run's two, then the third's new one.
+    let all = records(&std::fs::read(&report).unwrap());
+    let urls: Vec<&str> = all.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        urls,
+        [
+            server.url("/early"),
+            server.url("/held"),
+            server.url("/third")
+        ]
+    );
+    assert!(all.iter().all(|r| r["status"] == "ok"));
+}
+
+/// Issue 13: runs sharing a cache directory at the same time never tear an entry; a damaged
+/// entry is a miss that is computed and written again, never an error.
+#[test]
+fn issue13_concurrent_runs_share_a_cache_and_damage_is_a_miss() {
+    let chats = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let chats = chats.clone();
+        Server::start(move |req: &Request| match req.path.as_str() {
+            "/v1/models" => Reply::json(200, json!({"data": []})),
+            "/v1/chat/completions" => {
+                chats.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(5));
+                Reply::json(
+                    200,
+                    json!({"choices": [{"message": {"role": "assistant", "content": "A summary of the page."}}], "usage": {"prompt_tokens": 50, "completion_tokens": 5}}),
+                )
+            }
+            p => Reply::html(article(&p[1..], "the shared harbour")),
+        })
+    };
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("shared-cache");
+    let urls: Vec<String> = (0..24).map(|i| server.url(&format!("/page{i}"))).collect();
+    let bin = assert_cmd::cargo::cargo_bin("summarize");
+    let run = |report: &str| {
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.env("HOME", home.path())
+            .env("OPENAI_BASE_URL", server.url("/v1"))
+            .args(["-b", "openai", "-m", "m", "-q", "-j", "8", "--cache-dir"])
+            .arg(&cache)
+            .arg("-o")
+            .arg(home.path().join(report))
+            .args(&urls)
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let report = |name: &str| records(&std::fs::read(home.path().join(name)).unwrap());
+    // Two processes at once on one cache.
+    let (a, b) = (
+        run("a.jsonl").spawn().unwrap(),
+        run("b.jsonl").spawn().unwrap(),
+    );
+    for (name, child) in [("a.jsonl", a), ("b.jsonl", b)] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recs = report(name);
+        assert_eq!(recs.len(), urls.len());
+        assert!(recs.iter().all(|r| r["status"] == "ok"));
+    }
+    // Every entry they left is whole: a third run is served from the cache alone.
+    let before = chats.load(Ordering::SeqCst);
+    assert!(run("c.jsonl").status().unwrap().success());
+    assert_eq!(chats.load(Ordering::SeqCst), before, "all hits");
+    assert!(report("c.jsonl").iter().all(|r| r["cache_hit"] == true));
+    // Tear every summary entry in half: misses, summarized again, written whole again.
+    let entries: Vec<_> = walk(&cache)
+        .into_iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == "summaries"))
+        .collect();
+    assert!(entries.len() >= urls.len(), "{entries:?}");
+    for path in &entries {
+        let bytes = std::fs::read(path).unwrap();
+        std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+    }
+    let out = run("d.jsonl").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = report("d.jsonl");
+    assert!(recs
+        .iter()
+        .all(|r| r["status"] == "ok" && r["cache_hit"] == false));
+    assert_eq!(chats.load(Ordering::SeqCst), before + urls.len());
+    let before = chats.load(Ordering::SeqCst);
+    assert!(run("e.jsonl").status().unwrap().success());
+    assert_eq!(
+        chats.load(Ordering::SeqCst),
+        before,
+        "rewritten entries hit again"
+    );
+}

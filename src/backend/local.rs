@@ -41,7 +41,7 @@ const REPEAT_LAST_N: usize = 64;
 
 /// Copy-aware decoding (`steer.rs`): the logit bonus for a token that continues a span of the
 /// document, and the span length at which it is full. Chosen on the CNN/DM and QMSum dev sets.
-const COPY_BONUS: f32 = 6.0;
+const COPY_BONUS: f32 = 8.0;
 const COPY_SPAN: usize = 3;
 /// The bonus for opening the summary with the document's first token.
 const LEAD_BONUS: f32 = 4.0;
