@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// {"id"?, "url"|"path"|"text", "reference"?}, or a text file listing URLs and paths.
 ///
 /// Exit status: 0 every input succeeded, 1 some inputs failed, 2 usage or configuration
-/// error, 130 interrupted.
+/// error, 75 another run is writing the same report (see --wait-lock), 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(name = "summarize", version = version_text(), args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -57,6 +57,21 @@ pub enum Command {
     /// Per-record scores go to stdout as JSONL, the aggregate to stderr. Failed records score 0.
     /// Exit status 1 when a --min-* gate fails.
     Eval(EvalArgs),
+    /// Print a shell completion script on stdout.
+    ///
+    /// bash: `summarize completions bash > ~/.local/share/bash-completion/completions/summarize`;
+    /// zsh: `summarize completions zsh > ~/.zfunc/_summarize` (with ~/.zfunc in fpath);
+    /// fish: `summarize completions fish > ~/.config/fish/completions/summarize.fish`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `summarize man > ~/.local/share/man/man1/summarize.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

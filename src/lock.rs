@@ -43,7 +43,7 @@ impl std::fmt::Display for LockError {
             ),
             LockError::Io { lock, error } => write!(
                 f,
-                "cannot lock '{}': {error}; check that the report's folder is writable",
+                "cannot lock '{}': {error}; check that the report's folder exists and is writable",
                 lock.display()
             ),
         }

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     };
     let verbose = match &cli.command {
         Some(Command::Extract(a)) => a.input.verbose,
-        Some(Command::Eval(_) | Command::Model(_)) => 0,
+        Some(Command::Eval(_) | Command::Model(_) | Command::Completions(_) | Command::Man) => 0,
         None => cli.summarize.input.verbose,
     };
     init_logging(verbose);
@@ -45,6 +45,8 @@ fn main() -> ExitCode {
     let config = match &cli.command {
         Some(Command::Eval(args)) => return finish(eval(args)),
         Some(Command::Model(args)) => return finish(model_info(args)),
+        Some(Command::Completions(args)) => return finish(completions(args.shell)),
+        Some(Command::Man) => return finish(man_page()),
         Some(Command::Extract(args)) => config::for_extract(&args.input),
         None => config::for_summarize(&cli.summarize, &ProcessEnv),
     };
@@ -301,6 +303,33 @@ fn eval(args: &EvalArgs) -> Result<Exit> {
     } else {
         Exit::SomeFailed
     })
+}
+
+/// `summarize completions SHELL`: the script, generated from the flag definitions.
+fn completions(shell: clap_complete::Shell) -> Result<Exit> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "summarize", &mut out);
+    write_stdout(&out)
+}
+
+/// `summarize man`: the man page (roff), generated from the flag definitions.
+fn man_page() -> Result<Exit> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut out)?;
+    write_stdout(&out)
+}
+
+/// Writes generated text to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<Exit> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to stdout"))
+        }
+        _ => Ok(Exit::Success),
+    }
 }
 
 fn open_sink(config: &Config) -> Result<Sink> {

@@ -290,6 +290,79 @@ fn usage_errors_exit_2_with_one_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-dir/report.jsonl"));
 }
 
+/// Issue 12: completions and the man page come from the flag definitions, and the real shell
+/// and groff accept them.
+#[test]
+fn completions_and_man_page_are_generated_and_valid() {
+    let home = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = summarize(home.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["wait-lock", "backend", "eval", "completions"] {
+            assert!(script.contains(word), "{shell} lacks {word}");
+        }
+        if shell == "bash" {
+            let mut check = std::process::Command::new("bash")
+                .arg("-n")
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            check
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(script.as_bytes())
+                .unwrap();
+            assert!(
+                check.wait().unwrap().success(),
+                "bash -n rejects the script"
+            );
+        }
+    }
+    summarize(home.path())
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2);
+    let out = summarize(home.path()).arg("man").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH summarize 1"),
+        "{page}"
+    );
+    assert!(page.contains("wait\\-lock"), "the page lists --wait-lock");
+    // groff with all warnings on, output discarded: the page is well-formed roff.
+    match std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut groff) => {
+            groff
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(page.as_bytes())
+                .unwrap();
+            let out = groff.wait_with_output().unwrap();
+            assert!(out.status.success());
+            assert!(
+                out.stderr.is_empty(),
+                "groff warns: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(_) => {
+            eprintln!("skipping the groff check: groff is not installed (Debian: groff-base)")
+        }
+    }
+}
+
 #[test]
 fn closed_stdout_pipe_is_not_an_error() {
     let home = tempfile::tempdir().unwrap();
