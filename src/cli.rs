@@ -203,6 +203,11 @@ pub struct InputArgs {
     #[arg(long, value_name = "FILE")]
     pub stats: Option<PathBuf>,
 
+    /// Write the run's metrics to FILE in the Prometheus text format (for node_exporter's
+    /// textfile collector), atomically.
+    #[arg(long, value_name = "FILE.prom")]
+    pub metrics: Option<PathBuf>,
+
     /// No progress bar, no run summary, no per-input error lines on stderr.
     #[arg(short = 'q', long)]
     pub quiet: bool,

@@ -30,6 +30,8 @@ pub struct Config {
     pub extract: ExtractConfig,
     /// Where run statistics go as JSON, if anywhere.
     pub stats: Option<PathBuf>,
+    /// `--metrics FILE.prom`.
+    pub metrics: Option<PathBuf>,
     /// Suppress everything on stderr but fatal errors.
     pub quiet: bool,
     /// Verbosity of tracing logs on stderr.
@@ -282,6 +284,7 @@ fn base(args: &InputArgs) -> Result<Config> {
         fetch,
         extract,
         stats: args.stats.clone(),
+        metrics: args.metrics.clone(),
         quiet: args.quiet,
         verbose: args.verbose,
         resume: args.resume,

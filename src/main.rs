@@ -176,6 +176,11 @@ async fn run(config: Config) -> Result<Exit> {
     };
     let quiet = config.quiet;
     let stats_path = config.stats.clone();
+    let metrics_path = config.metrics.clone();
+    let backend_name = config
+        .summarize
+        .as_ref()
+        .map_or("none", |s| s.backend.name());
     let outcome = pipeline::run(config, sources, fetcher, backend, cache, sink).await?;
     if !quiet {
         let mut err = std::io::stderr().lock();
@@ -195,14 +200,27 @@ async fn run(config: Config) -> Result<Exit> {
     if outcome.auth_failed {
         eprintln!("summarize: the backend refused the API key; check OPENAI_API_KEY (the run stopped early)");
     }
-    if outcome.broken_pipe {
-        return Ok(Exit::Success);
+    let exit = if outcome.broken_pipe {
+        Exit::Success
+    } else {
+        Exit::of_run(
+            outcome.stats.error,
+            outcome.interrupted,
+            outcome.auth_failed,
+        )
+    };
+    if let Some(path) = metrics_path {
+        let finished_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let info = report::metrics::RunInfo {
+            exit_code: exit.code(),
+            finished_at,
+            backend: backend_name,
+        };
+        report::metrics::write(&path, &outcome.stats, &info)?;
     }
-    Ok(Exit::of_run(
-        outcome.stats.error,
-        outcome.interrupted,
-        outcome.auth_failed,
-    ))
+    Ok(exit)
 }
 
 /// `summarize eval`: scores a finished report; exit 1 when a gate fails.

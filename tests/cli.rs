@@ -363,6 +363,99 @@ fn completions_and_man_page_are_generated_and_valid() {
     }
 }
 
+/// Issue 12: `--metrics` writes the Prometheus text format that `promtool check metrics`
+/// accepts; an interrupted run keeps the previous run's success time.
+#[test]
+fn metrics_file_passes_promtool_and_keeps_the_last_success() {
+    let server = Server::start(|req: &Request| match req.path.as_str() {
+        "/ok" => Reply::html(article("Fine", "the metric tide")),
+        "/missing" => Reply::status(404, "text/html", "gone"),
+        _ => Reply::Hang(Duration::from_secs(20)),
+    });
+    let home = tempfile::tempdir().unwrap();
+    let metrics = home.path().join("summarize.prom");
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    let out = summarize(home.path())
+        .args(["-q", "--metrics"])
+        .arg(&metrics)
+        .args([server.url("/ok"), server.url("/missing")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let first = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(value(&first, "summarize_run_documents{status=\"ok\"}"), 1.0);
+    assert_eq!(
+        value(&first, "summarize_run_errors{class=\"http_client_error\"}"),
+        1.0
+    );
+    assert_eq!(value(&first, "summarize_run_exit_code"), 1.0);
+    assert_eq!(
+        value(
+            &first,
+            "summarize_stage_duration_seconds_count{stage=\"total\"}"
+        ),
+        2.0
+    );
+    let success = value(&first, "summarize_last_success_timestamp_seconds");
+    assert!(success > 1.7e9, "{success}");
+    match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&metrics).unwrap())
+        .output()
+    {
+        Ok(check) => assert!(
+            check.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        ),
+        Err(_) => {
+            eprintln!("skipping promtool: not installed (Debian: prometheus); .ci/run installs it")
+        }
+    }
+    // An interrupted run: exit 130 in the file, the success time of the run before.
+    let bin = assert_cmd::cargo::cargo_bin("summarize");
+    let child = std::process::Command::new(bin)
+        .env("HOME", home.path())
+        .env("SUMMARIZE_BACKEND", "extractive")
+        .args(["-q", "--timeout", "30", "--metrics"])
+        .arg(&metrics)
+        .args([server.url("/ok"), server.url("/hang")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
+    let second = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(value(&second, "summarize_run_exit_code"), 130.0);
+    assert_eq!(
+        value(&second, "summarize_last_success_timestamp_seconds"),
+        success
+    );
+    assert!(value(&second, "summarize_last_run_timestamp_seconds") > success);
+    assert!(
+        !walk_names(home.path()).iter().any(|n| n.contains(".tmp.")),
+        "no temporary file left"
+    );
+}
+
+fn walk_names(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 #[test]
 fn closed_stdout_pipe_is_not_an_error() {
     let home = tempfile::tempdir().unwrap();

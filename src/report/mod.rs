@@ -3,6 +3,7 @@
 //! line. Text in records has already been sanitized by the extractor; CSV cells that a
 //! spreadsheet would run as a formula are neutralised here.
 
+pub mod metrics;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::time::Duration;
@@ -270,6 +271,12 @@ pub fn to_map<T: Serialize>(record: &T) -> Map<String, Value> {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Latency {
     pub count: usize,
+    /// Sum of all values, for the Prometheus histogram.
+    #[serde(skip)]
+    pub sum_ms: f64,
+    /// Cumulative counts at each bound of `metrics::LATENCY_BUCKETS_S` (not in `--stats`).
+    #[serde(skip)]
+    pub buckets: Vec<usize>,
     pub mean_ms: f64,
     pub p50_ms: f64,
     pub p90_ms: f64,
@@ -284,9 +291,15 @@ impl Latency {
         if sorted.is_empty() {
             return Latency::default();
         }
+        let sum_ms: f64 = sorted.iter().sum();
         Latency {
             count: sorted.len(),
-            mean_ms: sorted.iter().sum::<f64>() / sorted.len() as f64,
+            sum_ms,
+            buckets: metrics::LATENCY_BUCKETS_S
+                .iter()
+                .map(|&le| sorted.partition_point(|&v| v <= le * 1000.0))
+                .collect(),
+            mean_ms: sum_ms / sorted.len() as f64,
             p50_ms: percentile(&sorted, 50.0),
             p90_ms: percentile(&sorted, 90.0),
             p99_ms: percentile(&sorted, 99.0),
