@@ -57,6 +57,11 @@ pub enum Command {
     /// Per-record scores go to stdout as JSONL, the aggregate to stderr. Failed records score 0.
     /// Exit status 1 when a --min-* gate fails.
     Eval(EvalArgs),
+    /// Compare two runs over the same inputs (A, then B): means, B − A with a paired bootstrap
+    /// 95% interval, better/same/worse counts, and the records that changed most.
+    ///
+    /// Records are paired by id. Exit status 1 when a --max-drop gate fails.
+    Compare(CompareArgs),
     /// Print a shell completion script on stdout.
     ///
     /// bash: `summarize completions bash > ~/.local/share/bash-completion/completions/summarize`;
@@ -127,6 +132,30 @@ pub struct EvalArgs {
     /// Fail (exit 1) when the mean ROUGE-Lsum F is below X.
     #[arg(long = "min-rougeLsum", value_name = "X")]
     pub min_rouge_lsum: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The JSONL report of the first run (the baseline).
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+
+    /// The JSONL report of the second run (the candidate).
+    #[arg(value_name = "B")]
+    pub b: PathBuf,
+
+    /// Output on stdout: a table for people or JSON for scripts.
+    #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
+    pub format: EvalFormat,
+
+    /// Fail (exit 1) when B is worse than A on METRIC by more than X, in the units shown
+    /// (ROUGE in points): `--max-drop rouge1=0.5`. Repeatable; any metric with a better direction.
+    #[arg(long, value_name = "METRIC=X")]
+    pub max_drop: Vec<String>,
+
+    /// How many of the records that changed most to list.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub top: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,7 +10,7 @@ use clap::Parser;
 
 use std::sync::Arc;
 use summarize::backend::{Backend, CallSettings};
-use summarize::cli::{Cli, Command, EvalArgs, EvalFormat, ModelArgs};
+use summarize::cli::{Cli, Command, CompareArgs, EvalArgs, EvalFormat, ModelArgs};
 use summarize::config::{self, Config, ProcessEnv};
 use summarize::eval::references;
 use summarize::eval::score_report::{self, Gates};
@@ -37,7 +37,13 @@ fn main() -> ExitCode {
     };
     let verbose = match &cli.command {
         Some(Command::Extract(a)) => a.input.verbose,
-        Some(Command::Eval(_) | Command::Model(_) | Command::Completions(_) | Command::Man) => 0,
+        Some(
+            Command::Eval(_)
+            | Command::Compare(_)
+            | Command::Model(_)
+            | Command::Completions(_)
+            | Command::Man,
+        ) => 0,
         None => cli.summarize.input.verbose,
     };
     init_logging(verbose);
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
         Some(Command::Eval(args)) => return finish(eval(args)),
         Some(Command::Model(args)) => return finish(model_info(args)),
         Some(Command::Completions(args)) => return finish(completions(args.shell)),
+        Some(Command::Compare(args)) => return finish(compare(args)),
         Some(Command::Man) => return finish(man_page()),
         Some(Command::Extract(args)) => config::for_extract(&args.input),
         None => config::for_summarize(&cli.summarize, &ProcessEnv),
@@ -317,6 +324,45 @@ fn eval(args: &EvalArgs) -> Result<Exit> {
             .with_context(|| format!("cannot write --stats file '{}'", path.display()))?;
     }
     Ok(if aggregate.gate_failures.is_empty() {
+        Exit::Success
+    } else {
+        Exit::SomeFailed
+    })
+}
+
+/// `summarize compare A B`: the comparison on stdout; exit 1 when a --max-drop gate fails.
+fn compare(args: &CompareArgs) -> Result<Exit> {
+    use summarize::eval::compare;
+    let gates = args
+        .max_drop
+        .iter()
+        .map(|g| compare::parse_gate(g))
+        .collect::<Result<Vec<_>>>()?;
+    let read = |path: &std::path::Path| -> Result<Vec<(String, serde_json::Value)>> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the report '{}'", path.display()))?;
+        compare::parse_report(&text, &path.display().to_string())
+    };
+    let (a, b) = (read(&args.a)?, read(&args.b)?);
+    let result = compare::compare(&a, &b, &gates, args.top);
+    if result.paired == 0 {
+        bail!(
+            "'{}' and '{}' share no record id; compare needs two runs over the same inputs",
+            args.a.display(),
+            args.b.display()
+        );
+    }
+    let text = match args.format {
+        EvalFormat::Table => {
+            result.render(&args.a.display().to_string(), &args.b.display().to_string())
+        }
+        EvalFormat::Json => serde_json::to_string_pretty(&result)? + "\n",
+    };
+    write_stdout(text.as_bytes())?;
+    for failure in &result.gate_failures {
+        eprintln!("summarize: compare: {failure}");
+    }
+    Ok(if result.gate_failures.is_empty() {
         Exit::Success
     } else {
         Exit::SomeFailed

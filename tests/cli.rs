@@ -456,6 +456,103 @@ fn walk_names(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// Issue 12: `summarize compare` pairs two real runs by id, and --max-drop gates CI.
+#[test]
+fn compare_two_runs_and_gate_on_a_drop() {
+    let home = tempfile::tempdir().unwrap();
+    let docs = home.path().join("docs.jsonl");
+    let topics = [
+        "harbour", "orchard", "railway", "library", "glacier", "market",
+    ];
+    let lines: Vec<String> = topics
+        .iter()
+        .map(|t| {
+            let text = format!(
+                "The {t} committee met on Monday to plan the spring season. Volunteers from the {t} \
+                 group repaired the old paths and painted the signs. The {t} budget grew after a \
+                 donation from a local family. Visitors to the {t} will find new benches this year. \
+                 Critics said the {t} plan ignored parking. The weather stayed mild all week."
+            );
+            serde_json::json!({"id": t, "text": text, "reference": format!("The {t} committee planned the spring season and volunteers repaired the paths.")}).to_string()
+        })
+        .collect();
+    std::fs::write(&docs, lines.join("\n") + "\n").unwrap();
+    let run = |name: &str, length: &str| {
+        let path = home.path().join(name);
+        summarize(home.path())
+            .args(["-q", "--length", length, "-o"])
+            .arg(&path)
+            .arg(&docs)
+            .assert()
+            .success();
+        path
+    };
+    let (a, b) = (run("short.jsonl", "short"), run("long.jsonl", "long"));
+    let out = summarize(home.path())
+        .args(["compare", "--format", "json"])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(c["paired"], 6);
+    let metric = |name: &str| {
+        c["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["metric"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .clone()
+    };
+    let r1 = metric("rouge1");
+    assert_eq!(r1["n"], 6);
+    let (ma, mb) = (
+        r1["mean_a"].as_f64().unwrap(),
+        r1["mean_b"].as_f64().unwrap(),
+    );
+    assert!(ma > 0.0 && mb > 0.0);
+    assert!(
+        metric("summary_words")["mean_b"].as_f64() > metric("summary_words")["mean_a"].as_f64()
+    );
+    // A zero-tolerance gate fails in exactly the direction where ROUGE-1 fell.
+    let gate = |first: &std::path::Path, second: &std::path::Path| {
+        summarize(home.path())
+            .args(["compare", "--max-drop", "rouge1=0"])
+            .arg(first)
+            .arg(second)
+            .output()
+            .unwrap()
+    };
+    let (ab, ba) = (gate(&a, &b), gate(&b, &a));
+    assert_ne!(ma, mb);
+    let (failed, passed) = if mb < ma { (ab, ba) } else { (ba, ab) };
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("--max-drop rouge1=0"));
+    assert_eq!(passed.status.code(), Some(0));
+    let table = String::from_utf8(passed.stdout).unwrap();
+    assert!(
+        table.contains("rouge1") && table.contains("95% CI"),
+        "{table}"
+    );
+    // Bad gates and unrelated reports are usage errors.
+    summarize(home.path())
+        .args(["compare", "--max-drop", "bleu=1"])
+        .arg(&a)
+        .arg(&b)
+        .assert()
+        .code(2);
+    let other = home.path().join("other.jsonl");
+    std::fs::write(&other, "{\"id\":\"elsewhere\",\"status\":\"ok\"}\n").unwrap();
+    summarize(home.path())
+        .arg("compare")
+        .arg(&a)
+        .arg(&other)
+        .assert()
+        .code(2);
+}
+
 #[test]
 fn closed_stdout_pipe_is_not_an_error() {
     let home = tempfile::tempdir().unwrap();

@@ -2,6 +2,7 @@
 //! scoring of finished reports (`summarize eval`). Metrics are pure functions; only
 //! `references` and `score_report` read files.
 
+pub mod compare;
 pub mod porter;
 pub mod references;
 pub mod reffree;
