@@ -57,7 +57,7 @@ pub enum Command {
     /// Per-record scores go to stdout as JSONL, the aggregate to stderr. Failed records score 0.
     /// Exit status 1 when a --min-* gate fails.
     Eval(EvalArgs),
-    /// Compare two runs over the same inputs (A, then B): means, B − A with a paired bootstrap
+    /// Compare two runs over the same inputs (A, then B): means, B - A with a paired bootstrap
     /// 95% interval, better/same/worse counts, and the records that changed most.
     ///
     /// Records are paired by id. Exit status 1 when a --max-drop gate fails.
