@@ -68,6 +68,10 @@ pub enum Command {
     /// zsh: `summarize completions zsh > ~/.zfunc/_summarize` (with ~/.zfunc in fpath);
     /// fish: `summarize completions fish > ~/.config/fish/completions/summarize.fish`.
     Completions(CompletionsArgs),
+    /// Print the effective settings (flags aside) and where each comes from: the config file
+    /// ($XDG_CONFIG_HOME/summarize/config.toml, or SUMMARIZE_CONFIG), the environment or the
+    /// defaults. Never prints the API key.
+    Config,
     /// Print the man page (roff) on stdout: `summarize man > ~/.local/share/man/man1/summarize.1`.
     Man,
 }

@@ -25,4 +25,5 @@ pub mod ratelimit;
 pub mod report;
 pub mod retry;
 pub mod sanitize;
+pub mod settings;
 pub mod text;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
 
 use std::sync::Arc;
 use summarize::backend::{Backend, CallSettings};
@@ -21,11 +20,14 @@ use summarize::cache::Cache;
 use summarize::lock::{LockError, ReportLock};
 use summarize::ratelimit::RateLimiter;
 use summarize::report::{self, Sink};
-use summarize::{input, pipeline};
+use summarize::{input, pipeline, settings};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = <Cli as clap::CommandFactory>::command()
+        .try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (mut cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
@@ -35,6 +37,24 @@ fn main() -> ExitCode {
             };
         }
     };
+    // The config file fills in what neither a flag nor the environment set.
+    let file = match settings::load(&ProcessEnv) {
+        Ok(file) => file,
+        Err(e) => return finish(Err(e)),
+    };
+    let effective = match settings::apply(&mut cli.summarize, &matches, file.as_ref(), &ProcessEnv)
+    {
+        Ok(s) => s,
+        Err(e) => return finish(Err(e)),
+    };
+    if let Some(Command::Config) = cli.command {
+        let path = settings::config_path(&ProcessEnv);
+        print!(
+            "{}",
+            settings::render(path.as_deref(), file.is_some(), &effective, &ProcessEnv)
+        );
+        return Exit::Success.into();
+    }
     let verbose = match &cli.command {
         Some(Command::Extract(a)) => a.input.verbose,
         Some(
@@ -42,6 +62,7 @@ fn main() -> ExitCode {
             | Command::Compare(_)
             | Command::Model(_)
             | Command::Completions(_)
+            | Command::Config
             | Command::Man,
         ) => 0,
         None => cli.summarize.input.verbose,
@@ -54,6 +75,7 @@ fn main() -> ExitCode {
         Some(Command::Completions(args)) => return finish(completions(args.shell)),
         Some(Command::Compare(args)) => return finish(compare(args)),
         Some(Command::Man) => return finish(man_page()),
+        Some(Command::Config) => unreachable!("handled above"),
         Some(Command::Extract(args)) => config::for_extract(&args.input),
         None => config::for_summarize(&cli.summarize, &ProcessEnv),
     };

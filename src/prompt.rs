@@ -105,6 +105,11 @@ pub struct Vars<'a> {
     pub fence: bool,
 }
 
+/// Whether `name` is one of the built-in prompts.
+pub fn is_builtin(name: &str) -> bool {
+    BUILTIN.iter().any(|(n, ..)| *n == name)
+}
+
 impl Prompt {
     /// A built-in name, or a path to a template file.
     pub fn load(name_or_path: &str) -> Result<Prompt> {

@@ -553,6 +553,76 @@ fn compare_two_runs_and_gate_on_a_drop() {
         .code(2);
 }
 
+/// Issue 12: the config file sets defaults; the environment and flags override it, and
+/// `summarize config` says where each setting came from.
+#[test]
+fn config_file_environment_and_flags_in_order() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join(".config/summarize");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The helper sets SUMMARIZE_BACKEND=extractive: it must win over the file's openai.
+    std::fs::write(
+        dir.join("config.toml"),
+        "backend = \"openai\"\nlength = \"short\"\n",
+    )
+    .unwrap();
+    let words = |extra: &[&str]| {
+        let out = summarize(home.path())
+            .args(["-q"])
+            .args(extra)
+            .arg("samples/field-guide.md")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rec = &records(&out.stdout)[0];
+        assert_eq!(rec["backend"], "extractive");
+        rec["summary_words"].as_u64().unwrap()
+    };
+    let (from_file, from_flag) = (words(&[]), words(&["--length", "long"]));
+    assert!(
+        from_file <= 60,
+        "short (40 words) from the file: {from_file}"
+    );
+    assert!(from_flag > from_file * 2, "the flag wins: {from_flag}");
+    let out = summarize(home.path())
+        .env("OPENAI_API_KEY", "sk-SENTINEL")
+        .arg("config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("environment SUMMARIZE_BACKEND"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("length")
+            && l.contains("\"short\"")
+            && l.contains("(config file)")),
+        "{text}"
+    );
+    assert!(!text.contains("SENTINEL"), "{text}");
+    // A typo is a one-line error naming the file and the line.
+    std::fs::write(
+        dir.join("config.toml"),
+        "length = \"short\"\nbakend = \"openai\"\n",
+    )
+    .unwrap();
+    let out = summarize(home.path())
+        .arg("samples/field-guide.md")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("config.toml' line 2") && err.contains("bakend"),
+        "{err}"
+    );
+}
+
 #[test]
 fn closed_stdout_pipe_is_not_an_error() {
     let home = tempfile::tempdir().unwrap();
