@@ -241,6 +241,15 @@ pub struct InputArgs {
     #[arg(long, value_name = "FILE.prom")]
     pub metrics: Option<PathBuf>,
 
+    /// Progress on stderr: auto (a bar on a terminal, else nothing), bar, plain (one line every
+    /// --progress-interval seconds, for cron and CI logs), off.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = crate::progress::Mode::Auto)]
+    pub progress: crate::progress::Mode,
+
+    /// Seconds between the lines of --progress plain.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub progress_interval: f64,
+
     /// No progress bar, no run summary, no per-input error lines on stderr.
     #[arg(short = 'q', long)]
     pub quiet: bool,

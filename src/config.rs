@@ -30,6 +30,9 @@ pub struct Config {
     pub extract: ExtractConfig,
     /// Where run statistics go as JSON, if anywhere.
     pub stats: Option<PathBuf>,
+    /// `--progress` and the seconds between plain lines.
+    pub progress: crate::progress::Mode,
+    pub progress_interval: Duration,
     /// `--metrics FILE.prom`.
     pub metrics: Option<PathBuf>,
     /// Suppress everything on stderr but fatal errors.
@@ -285,6 +288,13 @@ fn base(args: &InputArgs) -> Result<Config> {
         extract,
         stats: args.stats.clone(),
         metrics: args.metrics.clone(),
+        progress: args.progress,
+        progress_interval: {
+            if !(args.progress_interval.is_finite() && args.progress_interval >= 0.1) {
+                bail!("--progress-interval must be at least 0.1 seconds");
+            }
+            Duration::from_secs_f64(args.progress_interval)
+        },
         quiet: args.quiet,
         verbose: args.verbose,
         resume: args.resume,

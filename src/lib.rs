@@ -20,6 +20,7 @@ pub mod lock;
 pub mod model;
 pub mod pipeline;
 pub mod preselect;
+pub mod progress;
 pub mod prompt;
 pub mod ratelimit;
 pub mod report;

@@ -4,7 +4,6 @@
 //! records and the batch goes on; only a refused API key or an unwritable report stops it.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,6 +22,7 @@ use crate::extract::{self, Extracted};
 use crate::fetch::Fetcher;
 use crate::guard;
 use crate::input::{Source, SourceKind};
+use crate::progress::Progress;
 use crate::report::{self, ExtractRecord, RunStats, Sink, StatsCollector, Status, SummaryRecord};
 use crate::sanitize::one_line;
 
@@ -64,7 +64,17 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let total = sources.len();
-    let progress = progress_bar(&config, total);
+    let mut progress = Progress::new(
+        config.progress,
+        config.quiet,
+        total,
+        config.progress_interval,
+    );
+    let mut ticker = progress.interval().map(|every| {
+        let mut t = tokio::time::interval(every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        t
+    });
     let ctx = Arc::new(Ctx {
         config,
         fetcher,
@@ -94,13 +104,25 @@ pub async fn run(
                 interrupted = true;
                 break;
             }
+            _ = async {
+                match ticker.as_mut() {
+                    Some(t) => {
+                        t.tick().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                progress.tick();
+                continue;
+            }
         };
         let Some((i, record)) = item else { break };
         pending.insert(i, record);
         while let Some(record) = pending.remove(&next) {
             next += 1;
-            progress.inc(1);
-            if record.get("status").and_then(Value::as_str) == Some("error") && !ctx.config.quiet {
+            let failed = record.get("status").and_then(Value::as_str) == Some("error");
+            progress.record(!failed);
+            if failed && !ctx.config.quiet {
                 let line = format!(
                     "summarize: {}",
                     one_line(
@@ -118,7 +140,7 @@ pub async fn run(
                     broken_pipe = true;
                     break;
                 }
-                progress.finish_and_clear();
+                progress.finish();
                 return Err(anyhow::anyhow!(
                     "cannot write the report: {e}; check the disk and the --output path"
                 ));
@@ -128,7 +150,7 @@ pub async fn run(
             break;
         }
     }
-    progress.finish_and_clear();
+    progress.finish();
     let stats = stats.finish(started.elapsed());
     Ok(Outcome {
         stats,
@@ -136,25 +158,6 @@ pub async fn run(
         auth_failed: ctx.auth_failed.load(Ordering::SeqCst),
         broken_pipe,
     })
-}
-
-fn progress_bar(config: &Config, total: usize) -> indicatif::ProgressBar {
-    if config.quiet || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(total as u64),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    let template = if std::env::var_os("NO_COLOR").is_some() {
-        "{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} eta {eta}"
-    } else {
-        "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} {per_sec} eta {eta}"
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }
 
 fn ms(d: Duration) -> u64 {

@@ -623,6 +623,50 @@ fn config_file_environment_and_flags_in_order() {
     );
 }
 
+/// Issue 12: `--progress plain` writes a line every interval for cron logs (no carriage
+/// returns); by default nothing reaches a non-terminal stderr.
+#[test]
+fn plain_progress_lines_for_logs() {
+    let server = Server::start(|req: &Request| {
+        std::thread::sleep(Duration::from_millis(300));
+        match req.path.as_str() {
+            "/bad" => Reply::status(404, "text/html", "gone"),
+            p => Reply::html(article(&p[1..], "the slow river")),
+        }
+    });
+    let home = tempfile::tempdir().unwrap();
+    let urls: Vec<String> = ["/a", "/b", "/bad", "/c", "/d", "/e"]
+        .iter()
+        .map(|p| server.url(p))
+        .collect();
+    let run = |extra: &[&str]| {
+        let out = summarize(home.path())
+            .args(["-j", "1", "--no-cache"])
+            .args(extra)
+            .args(&urls)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let plain = run(&["--progress", "plain", "--progress-interval", "0.4"]);
+    let lines: Vec<&str> = plain
+        .lines()
+        .filter(|l| l.starts_with("summarize: progress "))
+        .collect();
+    assert!(lines.len() >= 2, "{plain}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("/6 (") && l.contains(" ok, ") && l.contains("docs/s")),
+        "{plain}"
+    );
+    assert!(!plain.contains('\r'), "no bar redraws in a log");
+    let quiet = run(&[]);
+    assert!(!quiet.contains("summarize: progress"), "{quiet}");
+    assert!(quiet.contains("6 inputs: 5 ok, 1 failed"), "{quiet}");
+}
+
 #[test]
 fn closed_stdout_pipe_is_not_an_error() {
     let home = tempfile::tempdir().unwrap();
