@@ -55,6 +55,14 @@ seed() {
         [ -f "$f" ] && cp -n "$f" "$dir/seed-$(basename "$f")"
     done
     case $t in
+    extract)
+        # Hostile pages (issue 13), small enough for libFuzzer to mutate: deep nesting, an
+        # attribute flood, a charset that lies, a page of only scripts.
+        { printf '<html><body>'; printf '<div>%.0s' $(seq 5000); printf '<p>deep text</p>'; printf '</div>%.0s' $(seq 5000); } >"$dir/seed-deep"
+        { printf '<html><body><div'; for i in $(seq 3000); do printf ' a%d="%d"' "$i" "$i"; done; printf '><p>flood</p></div>'; } >"$dir/seed-attrs"
+        printf '<html><head><meta charset="utf-16"></head><body><p>caf\303\251 o\303\271</p></body></html>' >"$dir/seed-charset"
+        { printf '<html><body>'; printf '<script>x()</script>%.0s' $(seq 500); } >"$dir/seed-scripts"
+        ;;&
     sanitize | extract)
         printf 'Title\033[2J\033[31mred\033[0m \033]0;pwned\007ok\342\200\256evil\000\r\nnext\033P$q\033\\ \342\201\246iso\342\201\251' >"$dir/seed-escapes"
         ;;

@@ -203,6 +203,12 @@ pub struct InputArgs {
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub per_host: usize,
 
+    /// Seconds one document's extraction may take; past it the input fails with
+    /// `extract_timeout` and the run goes on (pages that nest 100,000 levels deep or carry
+    /// 200,000 attributes take minutes).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub extract_timeout: f64,
+
     /// Largest document accepted, in bytes (after decompression).
     #[arg(long, value_name = "N", default_value_t = 10 * 1024 * 1024)]
     pub max_bytes: u64,

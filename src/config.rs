@@ -63,12 +63,24 @@ pub struct FetchConfig {
 }
 
 /// CSS selectors applied to HTML before extraction; both are validated at start-up.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExtractConfig {
     /// Keep only matching elements.
     pub select: Option<String>,
     /// Drop matching elements.
     pub exclude: Option<String>,
+    /// The deadline of one document's extraction.
+    pub timeout: Duration,
+}
+
+impl Default for ExtractConfig {
+    fn default() -> ExtractConfig {
+        ExtractConfig {
+            select: None,
+            exclude: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// What to summarize with and how.
@@ -272,6 +284,12 @@ fn input_config(args: &InputArgs) -> Result<(FetchConfig, ExtractConfig)> {
         ExtractConfig {
             select: args.select.clone(),
             exclude: args.exclude.clone(),
+            timeout: {
+                if !(args.extract_timeout.is_finite() && args.extract_timeout > 0.0) {
+                    bail!("--extract-timeout must be a positive number of seconds");
+                }
+                Duration::from_secs_f64(args.extract_timeout)
+            },
         },
     ))
 }

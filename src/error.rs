@@ -38,6 +38,8 @@ pub enum ErrorClass {
     Decode,
     /// Extraction found too little text to summarize.
     EmptyExtraction,
+    /// Extraction ran past `--extract-timeout` (a pathological or hostile page).
+    ExtractTimeout,
     /// The backend refused the credentials (401/403).
     BackendAuth,
     /// The backend could not be reached.
@@ -73,6 +75,7 @@ impl ErrorClass {
             ErrorClass::UnsupportedContent => "unsupported_content",
             ErrorClass::Decode => "decode",
             ErrorClass::EmptyExtraction => "empty_extraction",
+            ErrorClass::ExtractTimeout => "extract_timeout",
             ErrorClass::BackendAuth => "backend_auth",
             ErrorClass::BackendUnavailable => "backend_unavailable",
             ErrorClass::BackendRateLimited => "backend_rate_limited",
@@ -143,6 +146,7 @@ mod tests {
             ErrorClass::InvalidInput,
             ErrorClass::TooLarge,
             ErrorClass::EmptyExtraction,
+            ErrorClass::ExtractTimeout,
             ErrorClass::BackendAuth,
         ] {
             let json = serde_json::to_string(&class).unwrap();

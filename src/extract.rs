@@ -482,6 +482,7 @@ mod tests {
         let cfg = ExtractConfig {
             select: Some("article, aside".into()),
             exclude: Some("aside".into()),
+            ..ExtractConfig::default()
         };
         let out = extract(ARTICLE, DocKind::Html, &cfg, "t").unwrap();
         assert!(out.text.contains("Researchers who count"));
@@ -489,6 +490,7 @@ mod tests {
         let cfg = ExtractConfig {
             select: Some(".promo".into()),
             exclude: None,
+            ..ExtractConfig::default()
         };
         let out = extract(ARTICLE, DocKind::Html, &cfg, "t").unwrap();
         assert_eq!(
@@ -498,6 +500,7 @@ mod tests {
         let cfg = ExtractConfig {
             select: Some(".missing".into()),
             exclude: None,
+            ..ExtractConfig::default()
         };
         let err = extract(ARTICLE, DocKind::Html, &cfg, "t").unwrap_err();
         assert_eq!(err.class, ErrorClass::EmptyExtraction);

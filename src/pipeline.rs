@@ -423,6 +423,17 @@ async fn summarize_cached(
     Ok(summary)
 }
 
+/// Stack of an extraction thread: tree walks recurse once per level of nesting.
+const EXTRACT_STACK: usize = 256 << 20;
+
+/// Extractions running at once: one per core.
+fn extract_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
 /// Fetch or read, decode, extract. Errors carry the stage times spent before failing.
 async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, u64, u64)> {
     let t = Instant::now();
@@ -432,25 +443,53 @@ async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, u64,
     let t = Instant::now();
     let extract_config = ctx.config.extract.clone();
     let display = source.display.clone();
+    let deadline = extract_config.timeout;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    // Extraction is CPU-bound; keep it off the async runtime's threads.
-    rayon::spawn(move || {
-        let result =
-            std::panic::catch_unwind(|| extract::extract(&body, kind, &extract_config, &display));
-        let result = result.unwrap_or_else(|_| {
-            Err(DocError::new(
-                ErrorClass::EmptyExtraction,
-                format!("{display}: the extractor crashed on this page (a bug: please report it)"),
-            ))
+    // Extraction is CPU-bound: one thread of its own per document (a deep stack for deeply
+    // nested pages), at most one per core at a time. A thread still running at the deadline
+    // cannot be stopped, but it gives up its slot: the run goes on, and its result is dropped.
+    let slot = extract_slots().acquire().await.ok();
+    let worker_display = display.clone();
+    let spawned = std::thread::Builder::new()
+        .name("extract".into())
+        .stack_size(EXTRACT_STACK)
+        .spawn(move || {
+            let display = worker_display;
+            let result = std::panic::catch_unwind(|| {
+                extract::extract(&body, kind, &extract_config, &display)
+            });
+            let result = result.unwrap_or_else(|_| {
+                Err(DocError::new(
+                    ErrorClass::EmptyExtraction,
+                    format!(
+                        "{display}: the extractor crashed on this page (a bug: please report it)"
+                    ),
+                ))
+            });
+            let _ = tx.send(result);
         });
-        let _ = tx.send(result);
-    });
-    let extracted = rx.await.unwrap_or_else(|_| {
-        Err(DocError::new(
-            ErrorClass::EmptyExtraction,
-            "extraction was cancelled",
-        ))
-    });
+    let extracted = match spawned {
+        Err(e) => Err(DocError::new(
+            ErrorClass::Io,
+            format!("{display}: cannot start an extraction thread: {e}"),
+        )),
+        Ok(_) => match tokio::time::timeout(deadline, rx).await {
+            Ok(result) => result.unwrap_or_else(|_| {
+                Err(DocError::new(
+                    ErrorClass::EmptyExtraction,
+                    "extraction was cancelled",
+                ))
+            }),
+            Err(_) => Err(DocError::new(
+                ErrorClass::ExtractTimeout,
+                format!(
+                    "{display}: extraction took longer than {:.0}s (a pathological page: very deep nesting, attribute floods); raise --extract-timeout to wait longer",
+                    deadline.as_secs_f64()
+                ),
+            )),
+        },
+    };
+    drop(slot);
     let extract_ms = ms(t.elapsed());
     let mut extracted = extracted.map_err(|e| (e, fetch_ms, extract_ms))?;
     if let SourceKind::Text {

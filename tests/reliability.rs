@@ -694,3 +694,106 @@ fn issue13_concurrent_runs_share_a_cache_and_damage_is_a_miss() {
         "rewritten entries hit again"
     );
 }
+
+/// Issue 13: hostile pages. Nesting 100,000 levels deep, a 200,000-attribute flood, a charset
+/// that lies, a page of only scripts, a 50 MB single line: no crash, no stack overflow, each
+/// page bounded by --extract-timeout (past it: `extract_timeout`), and the run goes on.
+#[test]
+fn issue13_hostile_pages_never_sink_the_run() {
+    let deep = Arc::new({
+        let n = 100_000;
+        format!(
+            "<html><body>{}<p>Deep text that should not take the run down with it.</p>{}</body></html>",
+            "<div>".repeat(n),
+            "</div>".repeat(n)
+        )
+    });
+    let attrs = Arc::new({
+        let mut s = String::from("<html><body><div");
+        for i in 0..200_000 {
+            s.push_str(&format!(" a{i}=\"{i}\""));
+        }
+        s.push_str("><p>An attribute flood.</p></div></body></html>");
+        s
+    });
+    let long_line = Arc::new(format!(
+        "<html><body><article><p>{}</p></article></body></html>",
+        "word ".repeat(10_000_000)
+    ));
+    let server = {
+        let (deep, attrs, long_line) = (deep.clone(), attrs.clone(), long_line.clone());
+        Server::start(move |req: &Request| {
+            match req.path.as_str() {
+            "/deep" => Reply::html(deep.as_bytes().to_vec()),
+            "/attrs" => Reply::html(attrs.as_bytes().to_vec()),
+            "/long-line" => Reply::html(long_line.as_bytes().to_vec()),
+            "/charset" => Reply::html(
+                "<html><head><meta charset=\"utf-16\"></head><body><article><p>Le café où l'on déjeune, près de la gare, est fermé le lundi et le mardi matin.</p></article></body></html>",
+            ),
+            "/scripts" => Reply::html(format!(
+                "<html><body>{}</body></html>",
+                "<script>console.log('x')</script>".repeat(1000)
+            )),
+            _ => Reply::html(article("Fine", "the calm harbour")),
+        }
+        })
+    };
+    let home = tempfile::tempdir().unwrap();
+    let paths = [
+        "/deep",
+        "/attrs",
+        "/ok",
+        "/charset",
+        "/scripts",
+        "/long-line",
+        "/ok2",
+    ];
+    let out = summarize(home.path())
+        .args([
+            "-q",
+            "-j",
+            "4",
+            "--extract-timeout",
+            "0.5",
+            "--timeout",
+            "60",
+        ])
+        .args(paths.iter().map(|p| server.url(p)))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("overflow"),
+        "{stderr}"
+    );
+    let recs = records(&out.stdout);
+    let ids: Vec<String> = recs
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, paths.iter().map(|p| server.url(p)).collect::<Vec<_>>());
+    let by = |p: &str| &recs[paths.iter().position(|x| *x == p).unwrap()];
+    for p in ["/ok", "/ok2", "/charset"] {
+        assert_eq!(by(p)["status"], "ok", "{p}: {}", by(p));
+    }
+    assert!(by("/charset")["summary"].as_str().unwrap().contains("café"));
+    // Machine speed decides whether the deep page finishes in time; either way it is bounded.
+    assert!(
+        ["extract_timeout", "empty_extraction"].contains(&class(by("/deep"))),
+        "{}",
+        by("/deep")
+    );
+    // The flood takes a minute here: far past any machine's half second.
+    assert_eq!(class(by("/attrs")), "extract_timeout", "{}", by("/attrs"));
+    assert!(by("/attrs")["error"]
+        .as_str()
+        .unwrap()
+        .contains("--extract-timeout"));
+    assert_eq!(class(by("/scripts")), "empty_extraction");
+    assert_eq!(
+        class(by("/long-line")),
+        "too_large",
+        "50 MB is past --max-bytes"
+    );
+}

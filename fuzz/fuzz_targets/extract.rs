@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let selected = ExtractConfig {
         select: Some("article, main, div.content > p".to_string()),
         exclude: Some("nav, aside, .promo, footer".to_string()),
+        ..ExtractConfig::default()
     };
     for kind in [DocKind::Html, DocKind::Markdown, DocKind::Text] {
         let (text, _enc) = decode(data, None, kind);
