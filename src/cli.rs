@@ -199,6 +199,15 @@ pub struct InputArgs {
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub retries: u32,
 
+    /// Refuse loopback and private addresses too (not only cloud metadata services), checked on
+    /// every connection and redirect: for jobs over URL lists that others wrote.
+    #[arg(long, conflicts_with = "allow_private")]
+    pub public_only: bool,
+
+    /// Allow every address, cloud metadata services (169.254.0.0/16, fd00:ec2::254) included.
+    #[arg(long)]
+    pub allow_private: bool,
+
     /// At most N requests in flight to any one host.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub per_host: usize,

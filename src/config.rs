@@ -60,6 +60,8 @@ pub struct FetchConfig {
     pub max_bytes: u64,
     /// Requests in flight to one host.
     pub per_host: usize,
+    /// Which addresses inputs may be fetched from.
+    pub address: crate::address::Policy,
 }
 
 /// CSS selectors applied to HTML before extraction; both are validated at start-up.
@@ -280,6 +282,13 @@ fn input_config(args: &InputArgs) -> Result<(FetchConfig, ExtractConfig)> {
             retries: args.retries,
             max_bytes: args.max_bytes,
             per_host: args.per_host.max(1),
+            address: if args.allow_private {
+                crate::address::Policy::AllowAll
+            } else if args.public_only {
+                crate::address::Policy::PublicOnly
+            } else {
+                crate::address::Policy::NoMetadata
+            },
         },
         ExtractConfig {
             select: args.select.clone(),

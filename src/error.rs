@@ -40,6 +40,8 @@ pub enum ErrorClass {
     EmptyExtraction,
     /// Extraction ran past `--extract-timeout` (a pathological or hostile page).
     ExtractTimeout,
+    /// The address is refused: a cloud metadata service, or private with `--public-only`.
+    BlockedAddress,
     /// The backend refused the credentials (401/403).
     BackendAuth,
     /// The backend could not be reached.
@@ -76,6 +78,7 @@ impl ErrorClass {
             ErrorClass::Decode => "decode",
             ErrorClass::EmptyExtraction => "empty_extraction",
             ErrorClass::ExtractTimeout => "extract_timeout",
+            ErrorClass::BlockedAddress => "blocked_address",
             ErrorClass::BackendAuth => "backend_auth",
             ErrorClass::BackendUnavailable => "backend_unavailable",
             ErrorClass::BackendRateLimited => "backend_rate_limited",
@@ -147,6 +150,7 @@ mod tests {
             ErrorClass::TooLarge,
             ErrorClass::EmptyExtraction,
             ErrorClass::ExtractTimeout,
+            ErrorClass::BlockedAddress,
             ErrorClass::BackendAuth,
         ] {
             let json = serde_json::to_string(&class).unwrap();

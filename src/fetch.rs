@@ -49,10 +49,33 @@ pub struct Fetcher {
 }
 
 /// Builds the reqwest client every part of the tool shares: fetching and backends alike.
-pub fn build_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// The HTTP client. With an address policy (fetching inputs), names resolve through it and
+/// every redirect target naming an IP address is checked; without (model backends), none.
+pub fn build_client(
+    timeout: Duration,
+    policy: Option<crate::address::Policy>,
+) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    let redirect = match policy {
+        Some(policy) if policy != crate::address::Policy::AllowAll => {
+            builder = builder.dns_resolver(std::sync::Arc::new(crate::address::PolicyResolver {
+                policy,
+            }));
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= MAX_REDIRECTS {
+                    attempt.error("too many redirects")
+                } else if let Some(blocked) = crate::address::check_literal(attempt.url(), policy) {
+                    attempt.error(blocked)
+                } else {
+                    attempt.follow()
+                }
+            })
+        }
+        _ => reqwest::redirect::Policy::limited(MAX_REDIRECTS),
+    };
+    builder
         .user_agent(USER_AGENT)
-        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .redirect(redirect)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .timeout(timeout)
         .gzip(true)
@@ -88,6 +111,12 @@ impl Fetcher {
     }
 
     async fn get_once(&self, url: &Url) -> Result<Fetched, DocError> {
+        if let Some(blocked) = crate::address::check_literal(url, self.config.address) {
+            return Err(DocError::new(
+                ErrorClass::BlockedAddress,
+                format!("{url}: {blocked}"),
+            ));
+        }
         let cached = self.cache.as_ref().and_then(|c| c.get_page(url.as_str()));
         let mut request = self.client.get(url.clone());
         if let Some((meta, _)) = &cached {
@@ -220,6 +249,13 @@ pub fn status_error(status: reqwest::StatusCode, headers: &HeaderMap, url: &Url)
 /// Sorts a reqwest failure into the classes the report uses.
 pub fn classify(e: &reqwest::Error, url: &Url) -> DocError {
     let chain = error_chain(e);
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(blocked) = s.downcast_ref::<crate::address::Blocked>() {
+            return DocError::new(ErrorClass::BlockedAddress, format!("{url}: {blocked}"));
+        }
+        source = s.source();
+    }
     let (class, what) = if e.is_timeout() {
         (
             ErrorClass::Timeout,

@@ -3,6 +3,7 @@
 //! reach each stage directly. Data flows one way: input → fetch → decode → extract →
 //! preselect → chunk → backend → guard → report, orchestrated by `pipeline`.
 
+pub mod address;
 pub mod backend;
 pub mod cache;
 pub mod chunk;

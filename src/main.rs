@@ -188,8 +188,10 @@ async fn run(config: Config) -> Result<Exit> {
         open_sink(&config)?
     };
     let cache = config.cache_dir.clone().map(Cache::new);
-    let client = fetch::build_client(config.fetch.timeout)?;
-    let fetcher = Fetcher::new(client.clone(), config.fetch.clone(), cache.clone());
+    // Inputs are fetched under the address policy; model backends (often on 127.0.0.1) are not.
+    let fetch_client = fetch::build_client(config.fetch.timeout, Some(config.fetch.address))?;
+    let client = fetch::build_client(config.fetch.timeout, None)?;
+    let fetcher = Fetcher::new(fetch_client, config.fetch.clone(), cache.clone());
     let backend = match &config.summarize {
         Some(s) if !sources.is_empty() => {
             let calls = CallSettings {

@@ -797,3 +797,134 @@ fn issue13_hostile_pages_never_sink_the_run() {
         "50 MB is past --max-bytes"
     );
 }
+
+/// Issue 13: hostile lists. Inside a network namespace of its own with nothing but loopback
+/// (and a private /etc/hosts, for names that resolve to refused addresses), a list reaches for
+/// cloud metadata services directly, by name and through redirects: refused by default;
+/// `--public-only` also refuses the loopback site itself; `--allow-private` lifts both.
+#[test]
+fn issue13_hostile_lists_are_refused_inside_a_private_network_namespace() {
+    let probe = std::process::Command::new("unshare")
+        .args(["-n", "-m", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!(
+            "skipping: `unshare -n -m` is not permitted here (needs root or user namespaces)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("server.py"),
+        r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        targets = {'/to-metadata': 'http://169.254.169.254/latest/meta-data/',
+                   '/to-metadata-v6': 'http://[fd00:ec2::254]/',
+                   '/to-name': 'http://metadata.test/latest/'}
+        if self.path in targets:
+            self.send_response(302); self.send_header('Location', targets[self.path]); self.end_headers(); return
+        body = b'<html><body><article><p>A page of the loopback site, with enough words to summarize.</p></article></body></html>'
+        self.send_response(200); self.send_header('Content-Type', 'text/html')
+        self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("hosts"),
+        "127.0.0.1 localhost site.test\n169.254.169.254 metadata.test\nfd00:ec2::254 metadata6.test\n",
+    )
+    .unwrap();
+    let port = 20_000 + std::process::id() % 20_000;
+    let urls: Vec<String> = [
+        "http://site.test:PORT/page",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/",
+        "http://metadata.test/latest/",
+        "http://metadata6.test/latest/",
+        "http://site.test:PORT/to-metadata",
+        "http://site.test:PORT/to-metadata-v6",
+        "http://site.test:PORT/to-name",
+    ]
+    .iter()
+    .map(|u| u.replace("PORT", &port.to_string()))
+    .collect();
+    let bin = assert_cmd::cargo::cargo_bin("summarize");
+    let run = |flags: &str| -> Vec<Value> {
+        let script = format!(
+            "mount --bind {hosts} /etc/hosts && ip link set lo up || exit 3; \
+             python3 {server} {port} >/dev/null 2>&1 & server=$!; trap 'kill $server' EXIT; \
+             for i in $(seq 50); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 0.2)' 2>/dev/null && break; sleep 0.1; done; \
+             HOME={home} SUMMARIZE_BACKEND=extractive {bin} -q --no-cache --retries 0 --timeout 5 {flags} {urls}",
+            hosts = dir.path().join("hosts").display(),
+            server = dir.path().join("server.py").display(),
+            home = dir.path().display(),
+            bin = bin.display(),
+            urls = urls.join(" "),
+        );
+        let out = std::process::Command::new("unshare")
+            .args(["-n", "-m", "bash", "-c", &script])
+            .output()
+            .unwrap();
+        let recs = records(&out.stdout);
+        assert_eq!(
+            recs.len(),
+            urls.len(),
+            "every input once: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        recs
+    };
+    let classes = |recs: &[Value]| -> Vec<String> {
+        recs.iter()
+            .map(|r| {
+                if r["status"] == "ok" {
+                    "ok".to_string()
+                } else {
+                    class(r).to_string()
+                }
+            })
+            .collect()
+    };
+    let by_default = run("");
+    assert_eq!(
+        classes(&by_default),
+        [
+            "ok",
+            "blocked_address",
+            "blocked_address",
+            "blocked_address",
+            "blocked_address",
+            "blocked_address",
+            "blocked_address",
+            "blocked_address"
+        ],
+        "{by_default:#?}"
+    );
+    let error = by_default[3]["error"].as_str().unwrap();
+    assert!(
+        error.contains("metadata.test resolves to 169.254.169.254")
+            && error.contains("--allow-private"),
+        "{error}"
+    );
+    // --public-only: the loopback site itself is refused, by name.
+    let public = run("--public-only");
+    assert!(
+        classes(&public).iter().all(|c| c == "blocked_address"),
+        "{public:#?}"
+    );
+    assert!(public[0]["error"].as_str().unwrap().contains("loopback"));
+    // --allow-private: nothing is refused; the metadata addresses are simply unreachable here.
+    let allowed = run("--allow-private");
+    let c = classes(&allowed);
+    assert_eq!(c[0], "ok");
+    assert!(
+        c[1..]
+            .iter()
+            .all(|c| c == "connect" || c == "timeout" || c == "dns"),
+        "{allowed:#?}"
+    );
+}
