@@ -252,14 +252,19 @@ pub fn parse_list_in(text: &str, label: &str, base: &Path, out: &mut Vec<Source>
         match resolve(line, base) {
             Some(path) if path.is_dir() => walk_dir(&path, out),
             Some(path) => out.push(from_path(path)),
-            None => out.push(invalid(
-                line,
-                ErrorClass::InvalidInput,
-                format!(
-                    "{label} line {}: '{line}' is neither an http(s) URL nor an existing path",
-                    lineno + 1
-                ),
-            )),
+            None => {
+                let candidate = base.join(line);
+                let what = if candidate.symlink_metadata().is_ok() {
+                    "a symlink that leads nowhere (a loop or a dangling link)"
+                } else {
+                    "neither an http(s) URL nor an existing path"
+                };
+                out.push(invalid(
+                    line,
+                    ErrorClass::InvalidInput,
+                    format!("{label} line {}: '{line}' is {what}", lineno + 1),
+                ))
+            }
         }
     }
 }

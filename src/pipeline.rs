@@ -548,9 +548,35 @@ async fn read_file(path: &Path, max_bytes: u64) -> Result<(String, DocKind), Doc
         } else {
             ErrorClass::Io
         };
-        DocError::new(class, format!("{shown}: cannot read the file: {e}"))
+        // ELOOP: a list written by someone else may hold a symlink that points at itself.
+        let hint = if e.raw_os_error() == Some(40) {
+            " (a symlink loop)"
+        } else {
+            ""
+        };
+        DocError::new(class, format!("{shown}: cannot read the file: {e}{hint}"))
     };
     let meta = tokio::fs::metadata(path).await.map_err(io_err)?;
+    // A FIFO would block the run forever and a device (/dev/zero) never ends: regular files only.
+    if !meta.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        let what = if t.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(DocError::new(
+            ErrorClass::InvalidInput,
+            format!(
+                "{shown}: is {what}; summarize reads regular files (save a stream to a file first)"
+            ),
+        ));
+    }
     if meta.len() > max_bytes {
         return Err(DocError::new(
             ErrorClass::TooLarge,
@@ -573,7 +599,24 @@ async fn read_file(path: &Path, max_bytes: u64) -> Result<(String, DocKind), Doc
             ),
         ));
     }
-    let body = tokio::fs::read(path).await.map_err(io_err)?;
+    // Bounded even where the size lies (files under /proc report 0 bytes).
+    let mut body = Vec::new();
+    {
+        use tokio::io::AsyncReadExt;
+        let file = tokio::fs::File::open(path).await.map_err(io_err)?;
+        file.take(max_bytes + 1)
+            .read_to_end(&mut body)
+            .await
+            .map_err(io_err)?;
+    }
+    if body.len() as u64 > max_bytes {
+        return Err(DocError::new(
+            ErrorClass::TooLarge,
+            format!(
+                "{shown}: file is larger than {max_bytes} bytes; raise --max-bytes to accept it"
+            ),
+        ));
+    }
     decode::check_text_like(&body, &shown)?;
     let kind = decode::doc_kind("", &lower, &body);
     let (text, _) = decode::decode(&body, None, kind);

@@ -928,3 +928,42 @@ http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
         "{allowed:#?}"
     );
 }
+
+/// Issue 13: file inputs from a list someone else wrote: a device that never ends, a FIFO
+/// that would block forever, a symlink loop. Each is a clear error record; the run ends.
+#[test]
+fn issue13_hostile_file_inputs_are_error_records() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(dir.join("pipe"))
+        .status()
+        .unwrap()
+        .success());
+    std::os::unix::fs::symlink(dir.join("loop-b"), dir.join("loop-a")).unwrap();
+    std::os::unix::fs::symlink(dir.join("loop-a"), dir.join("loop-b")).unwrap();
+    std::fs::write(dir.join("good.html"), article("Good", "the quiet meadow")).unwrap();
+    std::fs::write(dir.join("list.txt"), "/dev/zero\npipe\nloop-a\ngood.html\n").unwrap();
+    let out = summarize(dir)
+        .args(["-q", "--list"])
+        .arg(dir.join("list.txt"))
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    assert_eq!(recs.len(), 4);
+    let err = |i: usize| recs[i]["error"].as_str().unwrap_or("").to_string();
+    assert_eq!(class(&recs[0]), "invalid_input");
+    assert!(err(0).contains("a device"), "{}", err(0));
+    assert_eq!(class(&recs[1]), "invalid_input");
+    assert!(err(1).contains("FIFO"), "{}", err(1));
+    assert_eq!(class(&recs[2]), "invalid_input");
+    assert!(err(2).contains("symlink"), "{}", err(2));
+    assert_eq!(recs[3]["status"], "ok");
+}
