@@ -83,7 +83,7 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// A .gguf file to inspect instead of the one a run would use [env: SUMMARIZE_MODEL].
     #[arg(short = 'm', long, value_name = "PATH.gguf")]

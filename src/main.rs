@@ -71,7 +71,15 @@ fn main() -> ExitCode {
     // Subcommands without a run need no async runtime.
     let config = match &cli.command {
         Some(Command::Eval(args)) => return finish(eval(args)),
-        Some(Command::Model(args)) => return finish(model_info(args)),
+        Some(Command::Model(args)) => {
+            // The model a run would use: the config file's, where neither -m nor
+            // SUMMARIZE_MODEL names one (and the run's backend is local).
+            let mut args = args.clone();
+            if args.model.is_none() && cli.summarize.backend == summarize::cli::BackendKind::Local {
+                args.model = cli.summarize.model.clone();
+            }
+            return finish(model_info(&args));
+        }
         Some(Command::Completions(args)) => return finish(completions(args.shell)),
         Some(Command::Compare(args)) => return finish(compare(args)),
         Some(Command::Man) => return finish(man_page()),

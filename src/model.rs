@@ -30,7 +30,7 @@ pub enum ModelSource {
 impl ModelSource {
     fn describe(self) -> &'static str {
         match self {
-            ModelSource::Flag => "from --model",
+            ModelSource::Flag => "from --model or the config file",
             ModelSource::Env => "from SUMMARIZE_MODEL",
             ModelSource::Default => "the default location",
         }
