@@ -428,7 +428,13 @@ fn metrics_file_passes_promtool_and_keeps_the_last_success() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // Interrupt once the run is under way (its handler is set before any fetch starts).
+    for _ in 0..200 {
+        if server.count("/hang") >= 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
