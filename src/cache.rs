@@ -112,11 +112,24 @@ fn write_atomic(path: &Path, bytes: &[u8]) {
         tracing::debug!(dir = %dir.display(), "cache directory not writable");
         return;
     }
+    let _ = replace_file(path, bytes);
+}
+
+/// Writes `bytes` to `path` so that a reader sees the old file or the new one, never half of
+/// one: a temporary file beside it (a name of its own per process and call, starting with a
+/// dot and not ending like the target, so globbing readers skip it), then a rename. The
+/// temporary file is removed when either step fails. Cache entries and `--metrics` use it.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), fastrand::u64(..)));
-    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_ok() {
-        return;
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
 #[cfg(test)]

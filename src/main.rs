@@ -198,7 +198,6 @@ async fn run(config: Config) -> Result<Exit> {
     let cache = config.cache_dir.clone().map(Cache::new);
     // Inputs are fetched under the address policy; model backends (often on 127.0.0.1) are not.
     let fetch_client = fetch::build_client(config.fetch.timeout, Some(config.fetch.address))?;
-    let client = fetch::build_client(config.fetch.timeout, None)?;
     let fetcher = Fetcher::new(fetch_client, config.fetch.clone(), cache.clone());
     let backend = match &config.summarize {
         Some(s) if !sources.is_empty() => {
@@ -209,6 +208,7 @@ async fn run(config: Config) -> Result<Exit> {
                 limiter: Arc::new(RateLimiter::new(s.rpm, s.tpm)),
                 concurrency: config.jobs,
             };
+            let client = fetch::build_client(config.fetch.timeout, None)?;
             Some(Backend::connect(s, client, calls).await?)
         }
         _ => None,

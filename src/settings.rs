@@ -184,14 +184,9 @@ pub fn apply(
     let model_env = (args.backend == BackendKind::Local)
         .then(|| env.var("SUMMARIZE_MODEL"))
         .flatten();
-    let origin = if args.model.is_some() && from_flag(matches, "model") {
+    let origin = if from_flag(matches, "model") {
         Origin::Flag
-    } else if let Some(m) = &model_env {
-        out.push(Setting {
-            key: "model",
-            value: Some(m.clone()),
-            origin: Origin::Env("SUMMARIZE_MODEL"),
-        });
+    } else if model_env.is_some() {
         Origin::Env("SUMMARIZE_MODEL")
     } else if let Some(m) = &f.model {
         args.model = Some(expand_home(m, env));
@@ -199,13 +194,14 @@ pub fn apply(
     } else {
         Origin::Default
     };
-    if !matches!(origin, Origin::Env(_)) {
-        out.push(Setting {
-            key: "model",
-            value: args.model.clone(),
-            origin,
-        });
-    }
+    out.push(Setting {
+        key: "model",
+        value: match origin {
+            Origin::Env(_) => model_env,
+            _ => args.model.clone(),
+        },
+        origin,
+    });
 
     // base_url: the flag, the backend's own variable, the file.
     let url_env = match args.backend {
@@ -213,7 +209,7 @@ pub fn apply(
         BackendKind::Ollama => Some("OLLAMA_HOST"),
         _ => None,
     };
-    let origin = if args.base_url.is_some() && from_flag(matches, "base_url") {
+    let origin = if from_flag(matches, "base_url") {
         Origin::Flag
     } else if let Some(name) = url_env.filter(|n| env.var(n).is_some()) {
         Origin::Env(name)
@@ -278,7 +274,7 @@ pub fn apply(
         origin,
     });
 
-    let origin = if args.device.is_some() && from_flag(matches, "device") {
+    let origin = if from_flag(matches, "device") {
         Origin::Flag
     } else if let Some(d) = &f.device {
         if args.backend == BackendKind::Local {

@@ -10,7 +10,8 @@
 //! `summarize_run_documents{status="error"}` and `summarize_run_errors`.
 //!
 //! The file is written to a temporary name in the same folder (not ending in `.prom`, so the
-//! collector never reads it half-written), then renamed over the old one.
+//! collector never reads it half-written), then renamed over the old one
+//! (`cache::replace_file`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -167,21 +168,12 @@ pub fn render(stats: &RunStats, info: &RunInfo, previous: Option<&str>) -> Strin
 pub fn write(path: &Path, stats: &RunStats, info: &RunInfo) -> Result<()> {
     let previous = std::fs::read_to_string(path).ok();
     let text = render(stats, info, previous.as_deref());
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = path.with_file_name(name);
-    let result = std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| {
-            format!(
-                "cannot write the --metrics file '{}'; check that its folder exists and is writable",
-                path.display()
-            )
-        });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::cache::replace_file(path, text.as_bytes()).with_context(|| {
+        format!(
+            "cannot write the --metrics file '{}'; check that its folder exists and is writable",
+            path.display()
+        )
+    })
 }
 
 /// `summarize_last_success_timestamp_seconds` of an earlier file.
