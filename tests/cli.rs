@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{article, records, summarize, Reply, Request, Server};
+use common::{article, interrupt, records, summarize, Reply, Request, Server};
 use serde_json::{json, Value};
 
 fn field<'a>(rec: &'a Value, key: &str) -> &'a str {
@@ -435,11 +435,7 @@ fn metrics_file_passes_promtool_and_keeps_the_last_success() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    interrupt(&child);
     assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
     let second = std::fs::read_to_string(&metrics).unwrap();
     assert_eq!(value(&second, "summarize_run_exit_code"), 130.0);
@@ -449,7 +445,7 @@ fn metrics_file_passes_promtool_and_keeps_the_last_success() {
     );
     assert!(value(&second, "summarize_last_run_timestamp_seconds") > success);
     assert!(
-        !walk_names(home.path()).iter().any(|n| n.contains(".tmp.")),
+        !walk_names(home.path()).iter().any(|n| n.contains(".tmp")),
         "no temporary file left"
     );
 }
@@ -745,11 +741,7 @@ fn sigint_keeps_finished_records_and_exits_130() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    interrupt(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     let recs = records(&std::fs::read(&report).unwrap());
