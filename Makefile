@@ -6,7 +6,7 @@ SHARED ?= ../shared
 BIN_DEBUG = $${CARGO_TARGET_DIR:-target}/debug/summarize
 BIN_RELEASE = $${CARGO_TARGET_DIR:-target}/release/summarize
 
-.PHONY: all build release run test lint lean unit extract-gate test-integration model bench-local bench-docs bench-extract bench-venv eval cv-extractive bench-rouge fuzz clean
+.PHONY: all build release run test lint lean unit extract-gate test-integration model bench-local bench-docs bench-extract bench-venv eval cv-extractive bench-rouge fuzz injection clean
 
 all: build
 
@@ -92,6 +92,10 @@ cv-extractive:
 # CNN/DM articles, prompts and preselection (DOCS=40 by default).
 bench-docs: build model
 	scripts/bench-docs.sh
+
+# Prompt injection: the share of summaries of tests/injection/ that obey the page (issue 13).
+injection: build model
+	scripts/injection.sh
 
 # summarize eval vs Python rouge-score on the same 150 CNN/DM pairs.
 bench-rouge: release

@@ -62,6 +62,12 @@ pub enum Command {
     ///
     /// Records are paired by id. Exit status 1 when a --max-drop gate fails.
     Compare(CompareArgs),
+    /// Turn a JSONL report into one self-contained HTML page: the run summary, charts of
+    /// latency, outcomes, length and quality, and every record in a sortable, filterable table.
+    ///
+    /// `summarize report run.jsonl -o run.html`; add --references to score ROUGE and --texts
+    /// (the inputs as JSONL {"id", "text"}) to show each summary beside its document.
+    Report(ReportArgs),
     /// Print a shell completion script on stdout.
     ///
     /// bash: `summarize completions bash > ~/.local/share/bash-completion/completions/summarize`;
@@ -139,6 +145,30 @@ pub struct EvalArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The JSONL report of an earlier run.
+    #[arg(value_name = "REPORT")]
+    pub report: PathBuf,
+
+    /// Write the page to FILE instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Reference summaries (JSONL {"id", "reference"} or CSV): adds ROUGE to the page.
+    #[arg(long, value_name = "FILE")]
+    pub references: Option<PathBuf>,
+
+    /// The documents as JSONL {"id", "text"} (a dataset file works as is): each record opens
+    /// to the start of its text.
+    #[arg(long, value_name = "FILE")]
+    pub texts: Option<PathBuf>,
+
+    /// The requested summary length in words, marked on the length chart.
+    #[arg(long, value_name = "WORDS")]
+    pub words: Option<usize>,
+}
+
+#[derive(Debug, Args)]
 pub struct CompareArgs {
     /// The JSONL report of the first run (the baseline).
     #[arg(value_name = "A")]
@@ -179,7 +209,7 @@ pub struct InputArgs {
     #[arg(long, value_name = "FILE")]
     pub list: Vec<PathBuf>,
 
-    /// Report format.
+    /// Report format. `html` is one page for people, written when the run ends (`-o run.html`).
     #[arg(short = 'f', long, value_enum, default_value_t = Format::Jsonl)]
     pub format: Format,
 
@@ -369,6 +399,8 @@ pub enum Format {
     Jsonl,
     Csv,
     Md,
+    /// One self-contained page (charts, a sortable table) written when the run ends.
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -339,6 +339,9 @@ fn base(args: &InputArgs) -> Result<Config> {
 
 /// Configuration of `summarize extract`.
 pub fn for_extract(args: &InputArgs) -> Result<Config> {
+    if args.format == Format::Html {
+        bail!("-f html reports summaries: for `summarize extract` use -f jsonl, csv or md");
+    }
     base(args)
 }
 

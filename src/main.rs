@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use std::sync::Arc;
 use summarize::backend::{Backend, CallSettings};
-use summarize::cli::{Cli, Command, CompareArgs, EvalArgs, EvalFormat, ModelArgs};
+use summarize::cli::{Cli, Command, CompareArgs, EvalArgs, EvalFormat, ModelArgs, ReportArgs};
 use summarize::config::{self, Config, ProcessEnv};
 use summarize::eval::references;
 use summarize::eval::score_report::{self, Gates};
@@ -60,6 +60,7 @@ fn main() -> ExitCode {
         Some(
             Command::Eval(_)
             | Command::Compare(_)
+            | Command::Report(_)
             | Command::Model(_)
             | Command::Completions(_)
             | Command::Config
@@ -82,6 +83,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Completions(args)) => return finish(completions(args.shell)),
         Some(Command::Compare(args)) => return finish(compare(args)),
+        Some(Command::Report(args)) => return finish(html_report(args)),
         Some(Command::Man) => return finish(man_page()),
         Some(Command::Config) => unreachable!("handled above"),
         Some(Command::Extract(args)) => config::for_extract(&args.input),
@@ -401,6 +403,43 @@ fn compare(args: &CompareArgs) -> Result<Exit> {
     })
 }
 
+/// `summarize report REPORT`: the HTML page of an existing JSONL report.
+fn html_report(args: &ReportArgs) -> Result<Exit> {
+    let shown = args.report.display().to_string();
+    let text = std::fs::read_to_string(&args.report)
+        .with_context(|| format!("cannot read the report '{shown}'"))?;
+    let references = args
+        .references
+        .as_deref()
+        .map(references::load)
+        .transpose()?;
+    let texts = args
+        .texts
+        .as_deref()
+        .map(report::html::load_texts)
+        .transpose()?;
+    let title = args
+        .report
+        .file_name()
+        .map_or(shown.clone(), |n| n.to_string_lossy().into_owned());
+    let page = report::html::from_report(
+        &text,
+        &shown,
+        &title,
+        references.as_ref(),
+        texts.as_ref(),
+        args.words,
+    )?;
+    match &args.output {
+        Some(path) => {
+            summarize::cache::replace_file(path, page.as_bytes())
+                .with_context(|| format!("cannot write '{}'", path.display()))?;
+            Ok(Exit::Success)
+        }
+        None => write_stdout(page.as_bytes()),
+    }
+}
+
 /// `summarize completions SHELL`: the script, generated from the flag definitions.
 fn completions(shell: clap_complete::Shell) -> Result<Exit> {
     let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -437,5 +476,16 @@ fn open_sink(config: &Config) -> Result<Sink> {
         }
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
+    if config.format == summarize::cli::Format::Html {
+        let title = match &config.output {
+            Some(path) => path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            None => config.inputs.join(" "),
+        };
+        let words = config.summarize.as_ref().map(|s| s.length.words);
+        return Ok(Sink::html(out, report::HtmlRun::new(title, words)));
+    }
     Ok(Sink::new(out, config.format))
 }

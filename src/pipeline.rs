@@ -152,6 +152,13 @@ pub async fn run(
     }
     progress.finish();
     let stats = stats.finish(started.elapsed());
+    if let Err(e) = sink.finish(&stats) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(anyhow::anyhow!(
+                "cannot write the report: {e}; check the disk and the --output path"
+            ));
+        }
+    }
     Ok(Outcome {
         stats,
         interrupted,
@@ -273,8 +280,17 @@ async fn summary_record(
             Err(e)
         }
     };
+    let mut text_start = None;
     match result {
         Ok((summary, source_text)) => {
+            if ctx.config.format == crate::cli::Format::Html {
+                text_start = Some(
+                    source_text
+                        .chars()
+                        .take(report::html::TEXT_CHARS + 1)
+                        .collect::<String>(),
+                );
+            }
             let text = crate::sanitize::clean_text(&summary.text);
             let text = check_summary(&mut rec, backend, config, &source_text, text);
             rec.summary_words = crate::text::word_count(&text);
@@ -309,7 +325,11 @@ async fn summary_record(
         }
     }
     rec.total_ms = ms(started.elapsed());
-    report::to_map(&rec)
+    let mut map = report::to_map(&rec);
+    if let Some(t) = text_start {
+        map.insert("text_start".into(), Value::String(t));
+    }
+    map
 }
 
 /// A model's summary through the cleaner and the faithfulness guard; returns the text to report

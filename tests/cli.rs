@@ -1579,3 +1579,288 @@ fn model_subcommand_prints_the_path_and_verifies() {
         }
     }
 }
+
+/// Headless Debian `chromium` with its network namespace reduced to loopback-less nothing
+/// (`unshare -n`), where that works; `None` (and a message) when chromium is not installed.
+fn chromium(
+    args: &[&str],
+    page: &std::path::Path,
+    profile: &std::path::Path,
+) -> Option<(String, String)> {
+    let Some(bin) = ["chromium", "chromium-browser"].into_iter().find(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("skipping the browser checks: chromium is not installed (Debian: chromium); .ci/run installs it");
+        return None;
+    };
+    let isolated = std::process::Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut cmd = if isolated {
+        let mut c = std::process::Command::new("unshare");
+        c.args(["-n", "--", bin]);
+        c
+    } else {
+        // No network namespace here (not root): point every request at a closed port instead.
+        let mut c = std::process::Command::new(bin);
+        c.args([
+            "--proxy-server=127.0.0.1:9",
+            "--proxy-bypass-list=<-loopback>",
+        ]);
+        c
+    };
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--enable-logging=stderr",
+        "--v=0",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(args)
+    .arg(format!("file://{}", page.display()));
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Issue 12: `-f html` writes one self-contained page that a real browser (headless chromium,
+/// no network) renders without console errors: the charts are there, sorting and filtering
+/// change the visible rows, a row opens to its summary beside the document, and a screenshot
+/// of it is not blank. `summarize report` makes the same page from a JSONL report, with ROUGE.
+#[test]
+fn html_report_renders_sorts_and_filters_in_a_real_browser() {
+    let server = Server::start(|req: &Request| match req.path.as_str() {
+        "/missing" => Reply::status(404, "text/html", "gone"),
+        "/binary" => Reply::status(200, "application/octet-stream", vec![0u8; 64]),
+        p => {
+            let n: usize = p.trim_start_matches("/a").parse().unwrap_or(0);
+            // Articles of different lengths, so summaries differ in length.
+            let mut html = article(&format!("Story {n}"), &format!("the harbour number {n}"));
+            for _ in 0..n {
+                html = html.replace("</article>", "<p>More about the 42 ferries and the long winter ahead of the harbour town, told at length.</p></article>");
+            }
+            Reply::html(html)
+        }
+    });
+    let home = tempfile::tempdir().unwrap();
+    let page = home.path().join("run.html");
+    let mut urls: Vec<String> = (0..8).map(|i| server.url(&format!("/a{i}"))).collect();
+    urls.push(server.url("/missing"));
+    urls.push(server.url("/binary"));
+    let out = summarize(home.path())
+        .args([
+            "-q",
+            "--retries",
+            "0",
+            "--length",
+            "30w",
+            "-f",
+            "html",
+            "-o",
+        ])
+        .arg(&page)
+        .args(&urls)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "the page goes to -o, not stdout");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    for forbidden in ["src=\"http", "href=\"http", "<link", "@import"] {
+        assert!(!html.contains(forbidden), "external asset: {forbidden}");
+    }
+    for chart in [
+        "latency",
+        "outcomes",
+        "length",
+        "coverage",
+        "compression",
+        "unsupported",
+    ] {
+        assert!(
+            html.contains(&format!("id=\"chart-{chart}\"")),
+            "no {chart} chart"
+        );
+    }
+    assert!(html.contains("http_client_error") && html.contains("unsupported_content"));
+
+    // The browser: error capture first, then a driver that uses the page as a person would.
+    let capture = "<script>window.__errors=[];addEventListener('error',e=>__errors.push(String(e.message)));</script>";
+    let driver = r#"<script>
+addEventListener('load', () => {
+  const rows = () => [...document.querySelectorAll('#rows tr.rec')];
+  const col = (i) => rows().map((r) => r.children[i].textContent);
+  const res = { initial: rows().length, svgs: document.querySelectorAll('#charts svg').length,
+    bars: document.querySelectorAll('#charts svg rect').length, count: document.getElementById('count').textContent };
+  const th = document.querySelector('th[data-key=input_words]');
+  th.click(); res.asc = col(4).filter((w) => w !== '').map(Number);
+  th.click(); res.desc = col(4).filter((w) => w !== '').map(Number);
+  const sel = document.getElementById('f-status');
+  sel.value = 'error'; sel.dispatchEvent(new Event('change'));
+  res.errors = col(1);
+  sel.value = ''; sel.dispatchEvent(new Event('change'));
+  const q = document.getElementById('q');
+  q.value = 'harbour number 3'; q.dispatchEvent(new Event('input'));
+  res.search = col(0);
+  rows()[0].click();
+  const d = document.querySelector('tr.detail');
+  res.detail = d ? d.textContent : '';
+  res.marks = d ? d.querySelectorAll('mark').length : -1;
+  res.errorsSeen = window.__errors;
+  const pre = document.createElement('pre'); pre.id = 'test-result';
+  pre.textContent = JSON.stringify(res); document.body.appendChild(pre);
+});
+</script>"#;
+    let driven = home.path().join("driven.html");
+    std::fs::write(
+        &driven,
+        html.replacen("<head>", &format!("<head>{capture}"), 1)
+            .replacen("</body>", &format!("{driver}</body>"), 1),
+    )
+    .unwrap();
+    let profile = home.path().join("chromium");
+    let Some((dom, log)) = chromium(
+        &["--virtual-time-budget=5000", "--dump-dom"],
+        &driven,
+        &profile,
+    ) else {
+        return;
+    };
+    let console: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught"))
+        .collect();
+    assert!(console.is_empty(), "console output: {console:?}");
+    let result = dom
+        .split("<pre id=\"test-result\">")
+        .nth(1)
+        .and_then(|s| s.split("</pre>").next())
+        .unwrap_or_else(|| panic!("the driver did not run:\n{dom}"));
+    let res: Value = serde_json::from_str(
+        &result
+            .replace("&amp;", "&")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\""),
+    )
+    .unwrap();
+    assert_eq!(res["errorsSeen"], json!([]), "{res}");
+    assert_eq!(res["initial"], 10, "{res}");
+    assert_eq!(res["count"], "10 of 10 records", "{res}");
+    assert!(
+        res["svgs"].as_u64().unwrap() >= 6 && res["bars"].as_u64().unwrap() > 20,
+        "{res}"
+    );
+    let nums = |k: &str| -> Vec<u64> {
+        res[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    let (asc, desc) = (nums("asc"), nums("desc"));
+    assert_eq!(asc.len(), 8, "{res}");
+    assert!(
+        asc.windows(2).all(|w| w[0] <= w[1]),
+        "not ascending: {asc:?}"
+    );
+    assert!(
+        desc.windows(2).all(|w| w[0] >= w[1]),
+        "not descending: {desc:?}"
+    );
+    assert_ne!(asc, desc, "sorting changed nothing: {asc:?}");
+    assert_eq!(res["errors"], json!(["error", "error"]), "{res}");
+    assert_eq!(res["search"].as_array().unwrap().len(), 1, "{res}");
+    let detail = res["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("start of the extracted text") && detail.contains("harbour number 3"),
+        "{detail}"
+    );
+
+    // A screenshot that is not blank: many pixels differ from the white background.
+    let shot = home.path().join("shot.png");
+    let shot_arg = format!("--screenshot={}", shot.display());
+    chromium(
+        &["--window-size=1200,1400", "--hide-scrollbars", &shot_arg],
+        &page,
+        &profile,
+    )
+    .unwrap();
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = info.color_type.samples();
+    let pixels = &buf[..info.buffer_size()];
+    let inked = pixels
+        .chunks(px)
+        .filter(|p| p[..3].iter().any(|&c| c < 200))
+        .count();
+    let share = inked as f64 / (pixels.len() / px) as f64;
+    assert!(
+        share > 0.02,
+        "the screenshot is blank: {:.4} of pixels inked",
+        share
+    );
+
+    // `summarize report`: the same page from a JSONL report, with ROUGE and the documents.
+    let jsonl = home.path().join("run.jsonl");
+    summarize(home.path())
+        .args(["-q", "--retries", "0", "-o"])
+        .arg(&jsonl)
+        .args(&urls[..3])
+        .assert()
+        .code(0);
+    let recs = records(&std::fs::read(&jsonl).unwrap());
+    let refs = home.path().join("refs.jsonl");
+    let mut lines = String::new();
+    for r in &recs {
+        lines.push_str(&format!(
+            "{}\n",
+            json!({"id": r["id"], "reference": "The story about the harbour.", "text": "Document text of the harbour."})
+        ));
+    }
+    std::fs::write(&refs, lines).unwrap();
+    let from_report = home.path().join("report.html");
+    summarize(home.path())
+        .args(["report", "--words", "30", "--references"])
+        .arg(&refs)
+        .arg("--texts")
+        .arg(&refs)
+        .arg("-o")
+        .arg(&from_report)
+        .arg(&jsonl)
+        .assert()
+        .code(0);
+    let html = std::fs::read_to_string(&from_report).unwrap();
+    assert!(html.contains("id=\"chart-rouge\"") && html.contains("Document text of the harbour."));
+    assert!(html.contains("<title>summarize: run.jsonl</title>"));
+    // An empty file: one line naming it and the fix.
+    let empty = home.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    summarize(home.path())
+        .args(["report"])
+        .arg(&empty)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("holds no records"));
+}

@@ -3,6 +3,8 @@
 //! line. Text in records has already been sanitized by the extractor; CSV cells that a
 //! spreadsheet would run as a formula are neutralised here.
 
+mod charts;
+pub mod html;
 pub mod metrics;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -172,6 +174,25 @@ pub struct Sink {
     out: Box<dyn Write + Send>,
     format: Format,
     csv_header: Option<Vec<String>>,
+    /// `-f html`: the records so far, and what the page says about the run.
+    html: Option<HtmlRun>,
+}
+
+/// What an HTML report needs besides its records.
+pub struct HtmlRun {
+    pub title: String,
+    pub requested_words: Option<usize>,
+    records: Vec<Map<String, Value>>,
+}
+
+impl HtmlRun {
+    pub fn new(title: String, requested_words: Option<usize>) -> HtmlRun {
+        HtmlRun {
+            title,
+            requested_words,
+            records: Vec::new(),
+        }
+    }
 }
 
 impl Sink {
@@ -180,11 +201,47 @@ impl Sink {
             out,
             format,
             csv_header: None,
+            html: (format == Format::Html).then(|| HtmlRun::new("run".into(), None)),
         }
     }
 
-    /// Writes one record whole, then flushes it.
+    /// An HTML sink with the page's title and the requested summary length.
+    pub fn html(out: Box<dyn Write + Send>, run: HtmlRun) -> Sink {
+        Sink {
+            out,
+            format: Format::Html,
+            csv_header: None,
+            html: Some(run),
+        }
+    }
+
+    /// Whether records should carry the start of their extracted text (`text_start`).
+    pub fn wants_text(&self) -> bool {
+        self.html.is_some()
+    }
+
+    /// Ends the report: an HTML page is written now, whole; the other formats are complete.
+    pub fn finish(&mut self, stats: &RunStats) -> io::Result<()> {
+        let Some(run) = self.html.take() else {
+            return Ok(());
+        };
+        let page = html::Page {
+            title: &run.title,
+            stats,
+            requested_words: run.requested_words,
+            elapsed_known: true,
+        };
+        self.out
+            .write_all(html::render(&page, &run.records).as_bytes())?;
+        self.out.flush()
+    }
+
+    /// Writes one record whole, then flushes it (`-f html` keeps it for the page).
     pub fn write(&mut self, record: &Map<String, Value>) -> io::Result<()> {
+        if let Some(run) = &mut self.html {
+            run.records.push(record.clone());
+            return Ok(());
+        }
         let bytes = match self.format {
             Format::Jsonl => {
                 let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
@@ -193,6 +250,7 @@ impl Sink {
             }
             Format::Csv => self.csv_row(record)?,
             Format::Md => markdown(record).into_bytes(),
+            Format::Html => unreachable!("html records are kept for the page"),
         };
         self.out.write_all(&bytes)?;
         self.out.flush()
