@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bump when the meaning of an entry changes, so old entries stop matching.
-const VERSION: &str = "summarize-cache-v2";
+const VERSION: &str = "summarize-cache-v3";
 
 /// A cached summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,8 @@ pub struct CachedSummary {
     pub preselected_words: Option<usize>,
     #[serde(default)]
     pub truncated: bool,
+    #[serde(default)]
+    pub instructions_dropped: usize,
 }
 
 /// Validators and body of an earlier fetch of a URL.
@@ -155,6 +157,7 @@ mod tests {
             chunks: 1,
             preselected_words: Some(240),
             truncated: true,
+            instructions_dropped: 0,
         };
         cache.put_summary(&k, &entry);
         assert_eq!(cache.get_summary(&k), Some(entry));

@@ -178,9 +178,10 @@ pub struct CompareArgs {
     #[arg(value_name = "B")]
     pub b: PathBuf,
 
-    /// Output on stdout: a table for people or JSON for scripts.
-    #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
-    pub format: EvalFormat,
+    /// Output on stdout: a table for people, JSON for scripts, or a self-contained HTML page
+    /// (the table, a chart of B - A with its interval, the records that changed most side by side).
+    #[arg(short = 'f', long, value_enum, default_value_t = CompareFormat::Table)]
+    pub format: CompareFormat,
 
     /// Fail (exit 1) when B is worse than A on METRIC by more than X, in the units shown
     /// (ROUGE in points): `--max-drop rouge1=0.5`. Repeatable; any metric with a better direction.
@@ -190,6 +191,13 @@ pub struct CompareArgs {
     /// How many of the records that changed most to list.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub top: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompareFormat {
+    Table,
+    Json,
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod defuse;
 pub mod error;
 pub mod eval;
 pub mod exit;

@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 
 use std::sync::Arc;
 use summarize::backend::{Backend, CallSettings};
-use summarize::cli::{Cli, Command, CompareArgs, EvalArgs, EvalFormat, ModelArgs, ReportArgs};
+use summarize::cli::{
+    Cli, Command, CompareArgs, CompareFormat, EvalArgs, EvalFormat, ModelArgs, ReportArgs,
+};
 use summarize::config::{self, Config, ProcessEnv};
 use summarize::eval::references;
 use summarize::eval::score_report::{self, Gates};
@@ -386,11 +388,11 @@ fn compare(args: &CompareArgs) -> Result<Exit> {
             args.b.display()
         );
     }
+    let (a_name, b_name) = (args.a.display().to_string(), args.b.display().to_string());
     let text = match args.format {
-        EvalFormat::Table => {
-            result.render(&args.a.display().to_string(), &args.b.display().to_string())
-        }
-        EvalFormat::Json => serde_json::to_string_pretty(&result)? + "\n",
+        CompareFormat::Table => result.render(&a_name, &b_name),
+        CompareFormat::Json => serde_json::to_string_pretty(&result)? + "\n",
+        CompareFormat::Html => report::html::compare_page(&result, &a_name, &b_name),
     };
     write_stdout(text.as_bytes())?;
     for failure in &result.gate_failures {

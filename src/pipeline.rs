@@ -299,6 +299,7 @@ async fn summary_record(
             rec.tokens_out = summary.tokens_out;
             if backend.cacheable() {
                 rec.preselected_words = summary.preselected_words;
+                rec.instructions_dropped = Some(summary.instructions_dropped);
                 rec.truncated = Some(summary.truncated);
             }
             if summary.tokens_out > 0 && rec.summarize_ms > 0 {
@@ -424,6 +425,7 @@ async fn summarize_cached(
             text: entry.summary,
             chunks: entry.chunks,
             preselected_words: entry.preselected_words,
+            instructions_dropped: entry.instructions_dropped,
             truncated: entry.truncated,
             ..crate::backend::Summary::default()
         });
@@ -438,6 +440,7 @@ async fn summarize_cached(
             chunks: summary.chunks,
             preselected_words: summary.preselected_words,
             truncated: summary.truncated,
+            instructions_dropped: summary.instructions_dropped,
         },
     );
     Ok(summary)

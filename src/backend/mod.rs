@@ -77,6 +77,8 @@ pub struct Summary {
     pub calls: usize,
     /// Words the model was shown after preselection; `None` when it saw the whole document.
     pub preselected_words: Option<usize>,
+    /// Sentences of the page (or its title) that spoke to the model, left out of its input.
+    pub instructions_dropped: usize,
     /// The token limit cut the last sentence, which was dropped.
     pub truncated: bool,
     /// Time spent waiting for an engine slot or the rate limiter, not summarizing.
@@ -239,9 +241,15 @@ impl Backend {
         text: &str,
         config: &SummarizeConfig,
     ) -> Result<Summary, DocError> {
+        // What a model reads: the page without the sentences that speak to it (defuse.rs).
+        let model = !matches!(self, Backend::Extractive);
+        let defused = model.then(|| crate::defuse::defuse(text)).flatten();
+        let title_dropped = model && crate::defuse::is_instruction(title);
+        let title = if title_dropped { "" } else { title };
+        let text = defused.as_ref().map_or(text, |(t, _)| t.as_str());
         let preselected = self
             .preselect_budget(config)
-            .filter(|_| !matches!(self, Backend::Extractive))
+            .filter(|_| model)
             .and_then(|budget| crate::preselect::select(text, budget));
         let input = preselected.as_deref().unwrap_or(text);
         let style = self.style(config);
@@ -257,6 +265,7 @@ impl Backend {
             Backend::Local(b) => map_reduce(b, title, input, config, style).await?,
         };
         summary.preselected_words = preselected.as_deref().map(crate::text::word_count);
+        summary.instructions_dropped = defused.map_or(0, |(_, n)| n) + usize::from(title_dropped);
         if summary.text.trim().is_empty() {
             return Err(DocError::new(
                 ErrorClass::EmptySummary,

@@ -37,7 +37,18 @@ pub fn bars(caption: &str, x_desc: &str, rows: &[Bar]) -> Option<String> {
         .iter()
         .map(|b| b.whisker.map_or(b.value, |w| w.2.max(b.value)))
         .fold(0.0f64, f64::max);
-    let top = if top > 0.0 { top * 1.08 } else { 1.0 };
+    // Negative values (a difference B - A) extend the axis left of zero.
+    let bottom = rows
+        .iter()
+        .map(|b| b.whisker.map_or(b.value, |w| w.0.min(b.value)))
+        .fold(0.0f64, f64::min);
+    let (bottom, top) = match (bottom < 0.0, top > 0.0) {
+        (false, false) => (0.0, 1.0),
+        (neg, pos) => (
+            if neg { bottom * 1.08 } else { 0.0 },
+            if pos { top * 1.08 } else { 0.0 },
+        ),
+    };
     let longest = rows
         .iter()
         .map(|b| b.label.chars().count())
@@ -58,7 +69,7 @@ pub fn bars(caption: &str, x_desc: &str, rows: &[Bar]) -> Option<String> {
             // A discrete range includes its end: 0..last makes last + 1 slots (at least two: a
             // one-slot range draws bars of negative height). The first row is drawn on top, so
             // slot s holds row last - s.
-            .build_cartesian_2d(0f64..top, (0u32..last).into_segmented())?;
+            .build_cartesian_2d(bottom..top, (0u32..last).into_segmented())?;
         chart
             .configure_mesh()
             .disable_y_mesh()

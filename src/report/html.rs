@@ -128,6 +128,127 @@ pub fn render(page: &Page, records: &[Map<String, Value>]) -> String {
     html
 }
 
+/// `summarize compare -f html`: the comparison of two runs as one self-contained page.
+pub fn compare_page(c: &crate::eval::compare::Comparison, a: &str, b: &str) -> String {
+    use crate::eval::compare::Better;
+    let mut html =
+        String::from("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    html.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n");
+    let _ = writeln!(
+        html,
+        "<title>summarize compare: {} vs {}</title>",
+        esc(a),
+        esc(b)
+    );
+    html.push_str("<style>\n");
+    html.push_str(CSS);
+    html.push_str("</style>\n</head>\n<body>\n");
+    let _ = writeln!(
+        html,
+        "<h1>summarize compare</h1>\n<p>A = {}<br>B = {}<br>{} paired records{}{}</p>",
+        esc(a),
+        esc(b),
+        c.paired,
+        if c.only_in_a > 0 {
+            format!(", {} only in A", c.only_in_a)
+        } else {
+            String::new()
+        },
+        if c.only_in_b > 0 {
+            format!(", {} only in B", c.only_in_b)
+        } else {
+            String::new()
+        },
+    );
+    html.push_str("<table class=\"stages\" id=\"metrics\">\n<tr><th>metric</th><th>n</th><th>A</th><th>B</th><th>B − A</th><th>95% interval</th><th>better / same / worse</th></tr>\n");
+    for m in &c.metrics {
+        let judged = if m.better == Better::Neither {
+            format!("{} higher / {} same / {} lower", m.wins, m.ties, m.losses)
+        } else {
+            format!("{} / {} / {}", m.wins, m.ties, m.losses)
+        };
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:+.2}</td><td>[{:+.2}, {:+.2}]</td><td>{}</td></tr>",
+            esc(m.metric), m.n, m.mean_a, m.mean_b, m.diff, m.ci95_low, m.ci95_high, esc(&judged)
+        );
+    }
+    html.push_str("</table>\n");
+    if !c.gate_failures.is_empty() {
+        html.push_str("<h2>Failed gates</h2>\n<ul>\n");
+        for f in &c.gate_failures {
+            let _ = writeln!(html, "<li>{}</li>", esc(f));
+        }
+        html.push_str("</ul>\n");
+    }
+    // One chart per unit: ROUGE in points, times in ms, then the other judged metrics.
+    let unit = |metric: &str| {
+        if metric.starts_with("rouge") {
+            0
+        } else if metric.ends_with("_ms") {
+            1
+        } else {
+            2
+        }
+    };
+    let rows = |u: u8| -> Vec<Bar> {
+        c.metrics
+            .iter()
+            .filter(|m| m.better != Better::Neither && unit(m.metric) == u)
+            .map(|m| Bar {
+                label: m.metric.to_string(),
+                value: m.diff,
+                whisker: Some((m.ci95_low, m.diff, m.ci95_high)),
+            })
+            .collect()
+    };
+    html.push_str("<div id=\"charts\">\n");
+    for (id, caption, unit, bars) in [
+        (
+            "rouge",
+            "ROUGE: B − A with its 95% interval",
+            "points",
+            rows(0),
+        ),
+        ("time", "Time: B − A with its 95% interval", "ms", rows(1)),
+        (
+            "quality",
+            "Other metrics: B − A with its 95% interval",
+            "difference",
+            rows(2),
+        ),
+    ] {
+        if let Some(svg) = charts::bars(caption, unit, &bars) {
+            let _ = writeln!(
+                html,
+                "<figure class=\"chart\" id=\"chart-{id}\">{svg}</figure>"
+            );
+        }
+    }
+    html.push_str("</div>\n");
+    if let Some(first) = c.changed_most.first() {
+        let _ = writeln!(
+            html,
+            "<h2>Records that changed most ({})</h2>\n<table id=\"changed\">\n<tr><th>id</th><th>A</th><th>B</th><th>summary A</th><th>summary B</th></tr>",
+            esc(first.metric)
+        );
+        for ch in &c.changed_most {
+            let _ = writeln!(
+                html,
+                "<tr><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td></tr>",
+                esc(&ch.id),
+                ch.a,
+                ch.b,
+                esc(ch.summary_a.as_deref().unwrap_or("")),
+                esc(ch.summary_b.as_deref().unwrap_or(""))
+            );
+        }
+        html.push_str("</table>\n");
+    }
+    html.push_str("</body>\n</html>\n");
+    html
+}
+
 /// Documents by id, from JSONL `{"id", "text"}` (extra fields ignored): `summarize report --texts`.
 pub fn load_texts(
     path: &std::path::Path,

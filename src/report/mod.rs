@@ -34,6 +34,9 @@ pub struct SummaryRecord {
     pub chunks: usize,
     /// Words the model saw after `--preselect` (absent: the whole document).
     pub preselected_words: Option<usize>,
+    /// Sentences of the page that spoke to the model ("ignore the above…"), left out of what
+    /// it read (model backends).
+    pub instructions_dropped: Option<usize>,
     /// The token limit cut the summary's last sentence, which was dropped.
     pub truncated: Option<bool>,
     /// The faithfulness guard: passed, repaired, fallback (the summary is the extractive one)
