@@ -6,7 +6,7 @@ SHARED ?= ../shared
 BIN_DEBUG = $${CARGO_TARGET_DIR:-target}/debug/summarize
 BIN_RELEASE = $${CARGO_TARGET_DIR:-target}/release/summarize
 
-.PHONY: all build release run test lint lean unit extract-gate test-integration model bench-local bench-docs bench-extract bench-venv eval cv-extractive bench-rouge fuzz injection clean
+.PHONY: all build release run test lint lean unit extract-gate test-integration model bench-local bench-docs bench-extract bench-venv eval cv-extractive bench-rouge fuzz injection soak clean
 
 all: build
 
@@ -92,6 +92,15 @@ cv-extractive:
 # CNN/DM articles, prompts and preselection (DOCS=40 by default).
 bench-docs: build model
 	scripts/bench-docs.sh
+
+# The chaos soak of issue 13 at full size: SOAK_INPUTS URLs (20,000) with 20% fetch faults, 10%
+# backend faults and SOAK_KILLS (5) SIGKILLs each followed by --resume; SOAK_SECONDS repeats it
+# with new seeds for that long. `make test` runs it with 400 inputs.
+SOAK_INPUTS ?= 20000
+SOAK_KILLS ?= 5
+SOAK_SECONDS ?= 0
+soak:
+	SOAK_INPUTS=$(SOAK_INPUTS) SOAK_KILLS=$(SOAK_KILLS) SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --test reliability issue13_chaos_soak -- --nocapture
 
 # Prompt injection: the share of summaries of tests/injection/ that obey the page (issue 13).
 injection: build model

@@ -1927,14 +1927,21 @@ fn injected_instructions_never_reach_the_model() {
         .map(|r| r.json().to_string())
         .collect();
     assert_eq!(bodies.len(), 3);
+    // Requests run concurrently: find each page's by its content.
+    let body = |words: &str| {
+        bodies
+            .iter()
+            .find(|b| b.contains(words))
+            .unwrap_or_else(|| panic!("no request with {words}: {bodies:?}"))
+    };
     assert!(
-        bodies[0].contains("flood wall") && !bodies[0].contains("APPROVED"),
+        !body("flood wall").contains("APPROVED"),
         "{}",
-        bodies[0]
+        body("flood wall")
     );
     assert!(
-        !bodies[1].contains("TITLE-OWNED") && bodies[1].contains("wildflower"),
+        !body("wildflower").contains("TITLE-OWNED"),
         "{}",
-        bodies[1]
+        body("wildflower")
     );
 }
