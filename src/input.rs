@@ -23,6 +23,8 @@ pub struct Source {
     pub kind: SourceKind,
     /// A reference summary supplied with the input, for ROUGE.
     pub reference: Option<String>,
+    /// The folder of the list (or JSONL file) that named this file; see `confine`.
+    pub list_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +87,7 @@ fn invalid(display: &str, class: ErrorClass, message: String) -> Source {
         display: display.to_string(),
         kind: SourceKind::Invalid { class, message },
         reference: None,
+        list_dir: None,
     }
 }
 
@@ -94,6 +97,7 @@ fn from_url(url: Url) -> Source {
         display: url.to_string(),
         kind: SourceKind::Url(url),
         reference: None,
+        list_dir: None,
     }
 }
 
@@ -104,6 +108,7 @@ fn from_path(path: PathBuf) -> Source {
         display,
         kind: SourceKind::Path(path),
         reference: None,
+        list_dir: None,
     }
 }
 
@@ -249,6 +254,7 @@ pub fn parse_list_in(text: &str, label: &str, base: &Path, out: &mut Vec<Source>
             out.push(from_url(url));
             continue;
         }
+        let first = out.len();
         match resolve(line, base) {
             Some(path) if path.is_dir() => walk_dir(&path, out),
             Some(path) => out.push(from_path(path)),
@@ -265,6 +271,33 @@ pub fn parse_list_in(text: &str, label: &str, base: &Path, out: &mut Vec<Source>
                     format!("{label} line {}: '{line}' is {what}", lineno + 1),
                 ))
             }
+        }
+        for s in &mut out[first..] {
+            s.list_dir = Some(base.to_path_buf());
+        }
+    }
+}
+
+/// `--public-only`: a file named by a list (or a JSONL file) must lie inside that list's
+/// folder, after symlinks are followed; one that does not becomes an `invalid_input` record.
+/// A list from someone else then cannot read `/etc/passwd` or `../../secrets`.
+pub fn confine(sources: &mut [Source]) {
+    for s in sources {
+        let (SourceKind::Path(path), Some(dir)) = (&s.kind, &s.list_dir) else {
+            continue;
+        };
+        let (Ok(real), Ok(root)) = (path.canonicalize(), dir.canonicalize()) else {
+            continue; // reading it reports the problem
+        };
+        if !real.starts_with(&root) {
+            s.kind = SourceKind::Invalid {
+                class: ErrorClass::InvalidInput,
+                message: format!(
+                    "'{}' is outside the folder of the list that names it ('{}'): with --public-only a list may name only files in its own folder; move the file there or drop --public-only",
+                    s.display,
+                    dir.display()
+                ),
+            };
         }
     }
 }
@@ -444,6 +477,7 @@ pub fn jsonl_source(line: &str, at: &str, base_dir: &Path) -> Source {
                 title: rec.title.filter(|t| !t.trim().is_empty()),
             },
             reference: None,
+            list_dir: None,
         },
         _ => invalid(
             at,
@@ -455,6 +489,9 @@ pub fn jsonl_source(line: &str, at: &str, base_dir: &Path) -> Source {
         source.id = id;
     }
     source.reference = rec.reference.filter(|r| !r.trim().is_empty());
+    if matches!(source.kind, SourceKind::Path(_)) {
+        source.list_dir = Some(base_dir.to_path_buf());
+    }
     source
 }
 

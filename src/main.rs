@@ -175,6 +175,9 @@ async fn run(config: Config) -> Result<Exit> {
         None => None,
     };
     let mut sources = input::collect(&inputs, &config.lists, &mut std::io::stdin().lock());
+    if config.fetch.address == summarize::address::Policy::PublicOnly {
+        input::confine(&mut sources);
+    }
     let sink = if config.resume {
         let path = config
             .output

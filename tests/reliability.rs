@@ -966,6 +966,52 @@ fn issue13_hostile_file_inputs_are_error_records() {
     assert_eq!(class(&recs[2]), "invalid_input");
     assert!(err(2).contains("symlink"), "{}", err(2));
     assert_eq!(recs[3]["status"], "ok");
+
+    // --public-only: a list may name only files in its own folder (symlinks followed).
+    let lists = dir.join("lists");
+    std::fs::create_dir(&lists).unwrap();
+    std::fs::write(
+        lists.join("inside.html"),
+        article("Inside", "the walled garden"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(dir.join("good.html"), lists.join("sneaky.html")).unwrap();
+    std::fs::write(
+        lists.join("list.txt"),
+        format!(
+            "inside.html
+../good.html
+sneaky.html
+{}
+",
+            dir.join("good.html").display()
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = summarize(dir)
+            .args(["-q", "--list"])
+            .arg(lists.join("list.txt"))
+            .args(extra)
+            .output()
+            .unwrap();
+        records(&out.stdout)
+    };
+    let recs = run(&["--public-only"]);
+    assert_eq!(recs.len(), 4);
+    assert_eq!(recs[0]["status"], "ok", "{}", recs[0]);
+    for r in &recs[1..] {
+        assert_eq!(class(r), "invalid_input", "{r}");
+        assert!(
+            r["error"]
+                .as_str()
+                .unwrap()
+                .contains("outside the folder of the list"),
+            "{r}"
+        );
+    }
+    // Without it the same list reads all four.
+    assert!(run(&[]).iter().all(|r| r["status"] == "ok"));
 }
 
 /// Peak resident memory (KiB) and open descriptors of a running process, from /proc.
