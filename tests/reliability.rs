@@ -1300,12 +1300,13 @@ fn chaos_soak_round(inputs: usize, kills: usize, seed: u64) {
             *rss as f64 / 1024.0
         );
     }
-    // Flat: no run's peak grows past a few times the first's (a leak grows with the inputs
-    // each run handled; these runs handle very different numbers of them).
+    // Flat: no run's peak grows much past the first's, though the runs handle very different
+    // numbers of inputs and the later ones resume from an ever longer report (a leak, or a
+    // report read whole, grows with those).
     let (rss0, fds0) = (runs[0].1.max(1), runs[0].2.max(1));
     for (label, rss, fds, _) in &runs {
         assert!(
-            *rss < rss0 * 3 + 64 * 1024,
+            *rss < rss0 + rss0 / 2 + 8 * 1024,
             "run {label}: peak RSS {rss} KiB against {rss0} KiB in the first run"
         );
         assert!(

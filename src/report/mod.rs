@@ -140,34 +140,53 @@ pub enum Status {
 /// atomically without failed records and any torn last line) and returns their ids.
 pub fn prepare_resume(path: &std::path::Path) -> anyhow::Result<std::collections::HashSet<String>> {
     use anyhow::Context;
+    use std::io::BufRead;
     let mut kept = std::collections::HashSet::new();
-    let text = match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+    // Streamed line by line into the replacement: memory holds the ids, not the report.
+    let file = match std::fs::File::open(path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => {
             return Err(e).with_context(|| format!("cannot read '{}' to resume", path.display()))
         }
     };
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        // A line without its newline was cut off by a crash mid-write.
-        let Some(body) = line.strip_suffix('\n') else {
-            continue;
-        };
-        let Ok(Value::Object(rec)) = serde_json::from_str::<Value>(body) else {
-            continue;
-        };
-        let id = rec.get("id").and_then(Value::as_str).map(str::to_string);
-        if rec.get("status").and_then(Value::as_str) == Some("ok") {
-            if let Some(id) = id {
-                if kept.insert(id) {
-                    out.push_str(line);
+    let tmp = path.with_extension("resume-tmp");
+    let cannot_write = || format!("cannot write '{}'", tmp.display());
+    let mut out = io::BufWriter::new(std::fs::File::create(&tmp).with_context(cannot_write)?);
+    if let Some(file) = file {
+        let mut reader = io::BufReader::new(file);
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            let n = reader
+                .read_until(b'\n', &mut raw)
+                .with_context(|| format!("cannot read '{}' to resume", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            // A line without its newline was cut off by a crash mid-write.
+            let Some(body) = raw.strip_suffix(b"\n") else {
+                continue;
+            };
+            let body = String::from_utf8_lossy(body);
+            let Ok(Value::Object(rec)) = serde_json::from_str::<Value>(&body) else {
+                continue;
+            };
+            if rec.get("status").and_then(Value::as_str) != Some("ok") {
+                continue;
+            }
+            if let Some(id) = rec.get("id").and_then(Value::as_str) {
+                if kept.insert(id.to_string()) {
+                    out.write_all(body.as_bytes()).with_context(cannot_write)?;
+                    out.write_all(b"\n").with_context(cannot_write)?;
                 }
             }
         }
     }
-    let tmp = path.with_extension("resume-tmp");
-    std::fs::write(&tmp, out).with_context(|| format!("cannot write '{}'", tmp.display()))?;
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(cannot_write)?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace '{}'", path.display()))?;
     Ok(kept)
 }
