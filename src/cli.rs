@@ -62,6 +62,12 @@ pub enum Command {
     ///
     /// Records are paired by id. Exit status 1 when a --max-drop gate fails.
     Compare(CompareArgs),
+    /// Join the JSONL reports of shards (`--shard K/N`) into one report: one record per input, in
+    /// input order when --list gives the inputs, and the run statistics recomputed exactly from
+    /// the records.
+    ///
+    /// Exit status 1 when a listed input has no record (a shard did not run) or a record failed.
+    Merge(MergeArgs),
     /// Turn a JSONL report into one self-contained HTML page: the run summary, charts of
     /// latency, outcomes, length and quality, and every record in a sortable, filterable table.
     ///
@@ -145,6 +151,29 @@ pub struct EvalArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shard reports.
+    #[arg(value_name = "REPORT", required = true)]
+    pub reports: Vec<PathBuf>,
+
+    /// The run's input list(s), for input order and to find inputs no shard reported.
+    #[arg(long, value_name = "FILE")]
+    pub list: Vec<PathBuf>,
+
+    /// Write the merged report to FILE instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Write the recomputed run statistics to FILE as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+
+    /// Print nothing on stderr but errors.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The JSONL report of an earlier run.
     #[arg(value_name = "REPORT")]
@@ -216,6 +245,16 @@ pub struct InputArgs {
     /// Treat FILE as a list of URLs and paths, one per line (`#` starts a comment).
     #[arg(long, value_name = "FILE")]
     pub list: Vec<PathBuf>,
+
+    /// Process only shard K of N (from 0) of the inputs, by a stable hash of each input's
+    /// identity: for job arrays. Without it a Slurm array task's SLURM_ARRAY_TASK_ID and
+    /// SLURM_ARRAY_TASK_COUNT choose the shard. Join the reports with `summarize merge`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+
+    /// The number of shards when JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) says which.
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u64>,
 
     /// Report format. `html` is one page for people, written when the run ends (`-o run.html`).
     #[arg(short = 'f', long, value_enum, default_value_t = Format::Jsonl)]

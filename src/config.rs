@@ -16,6 +16,9 @@ use crate::prompt::Prompt;
 pub struct Config {
     /// Positional inputs exactly as given.
     pub inputs: Vec<String>,
+    /// `--shard K/N` and `--shards N` as given (resolved with the environment by `shard`).
+    pub shard: Option<String>,
+    pub shards: Option<u64>,
     /// Files forced to be read as URL/path lists (`--list`).
     pub lists: Vec<PathBuf>,
     /// Report format.
@@ -307,6 +310,8 @@ fn base(args: &InputArgs) -> Result<Config> {
     let (fetch, extract) = input_config(args)?;
     Ok(Config {
         inputs: args.inputs.clone(),
+        shard: args.shard.clone(),
+        shards: args.shards,
         lists: args.list.clone(),
         format: args.format,
         output: args.output.clone(),

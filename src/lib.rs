@@ -29,4 +29,5 @@ pub mod report;
 pub mod retry;
 pub mod sanitize;
 pub mod settings;
+pub mod shard;
 pub mod text;

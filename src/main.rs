@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use std::sync::Arc;
 use summarize::backend::{Backend, CallSettings};
 use summarize::cli::{
-    Cli, Command, CompareArgs, CompareFormat, EvalArgs, EvalFormat, ModelArgs, ReportArgs,
+    Cli, Command, CompareArgs, CompareFormat, EvalArgs, EvalFormat, MergeArgs, ModelArgs,
+    ReportArgs,
 };
 use summarize::config::{self, Config, ProcessEnv};
 use summarize::eval::references;
@@ -63,6 +64,7 @@ fn main() -> ExitCode {
             Command::Eval(_)
             | Command::Compare(_)
             | Command::Report(_)
+            | Command::Merge(_)
             | Command::Model(_)
             | Command::Completions(_)
             | Command::Config
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Some(Command::Completions(args)) => return finish(completions(args.shell)),
         Some(Command::Compare(args)) => return finish(compare(args)),
         Some(Command::Report(args)) => return finish(html_report(args)),
+        Some(Command::Merge(args)) => return finish(merge(args)),
         Some(Command::Man) => return finish(man_page()),
         Some(Command::Config) => unreachable!("handled above"),
         Some(Command::Extract(args)) => config::for_extract(&args.input),
@@ -177,6 +180,22 @@ async fn run(config: Config) -> Result<Exit> {
     let mut sources = input::collect(&inputs, &config.lists, &mut std::io::stdin().lock());
     if config.fetch.address == summarize::address::Policy::PublicOnly {
         input::confine(&mut sources);
+    }
+    // A job array's share of the inputs, before --resume looks at what is done.
+    if let Some(shard) =
+        summarize::shard::resolve(config.shard.as_deref(), config.shards, &ProcessEnv)?
+    {
+        let before = sources.len();
+        sources.retain(|s| shard.keeps(&s.id));
+        if !config.quiet {
+            eprintln!(
+                "summarize: shard {} of {} (0-based): {} of {} inputs",
+                shard.index,
+                shard.count,
+                sources.len(),
+                before
+            );
+        }
     }
     let sink = if config.resume {
         let path = config
@@ -405,6 +424,65 @@ fn compare(args: &CompareArgs) -> Result<Exit> {
         Exit::Success
     } else {
         Exit::SomeFailed
+    })
+}
+
+/// `summarize merge REPORT...`: shard reports joined into one, with exact statistics.
+fn merge(args: &MergeArgs) -> Result<Exit> {
+    let mut reports = Vec::new();
+    for path in &args.reports {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the report '{}'", path.display()))?;
+        reports.push((path.display().to_string(), text));
+    }
+    let order: Option<Vec<String>> = (!args.list.is_empty()).then(|| {
+        input::collect(&[], &args.list, &mut std::io::empty())
+            .into_iter()
+            .map(|s| s.id)
+            .collect()
+    });
+    let merged = summarize::shard::merge(&reports, order.as_deref())?;
+    let mut out = Vec::new();
+    let mut stats =
+        report::StatsCollector::new(order.as_ref().map_or(merged.records.len(), Vec::len));
+    for r in &merged.records {
+        stats.add(r);
+        serde_json::to_writer(&mut out, r)?;
+        out.push(b'\n');
+    }
+    match &args.output {
+        Some(path) => summarize::cache::replace_file(path, &out)
+            .with_context(|| format!("cannot write '{}'", path.display()))?,
+        None => {
+            write_stdout(&out)?;
+        }
+    }
+    let stats = stats.finish(Duration::ZERO);
+    if !args.quiet {
+        eprint!("{}", stats.render());
+        if merged.duplicates > 0 {
+            eprintln!(
+                "summarize: merge: {} inputs were in more than one report (the ok record, else the last, was kept)",
+                merged.duplicates
+            );
+        }
+    }
+    if let Some(path) = &args.stats {
+        std::fs::write(path, serde_json::to_string_pretty(&stats)? + "\n")
+            .with_context(|| format!("cannot write --stats file '{}'", path.display()))?;
+    }
+    if !merged.missing.is_empty() {
+        eprintln!(
+            "summarize: merge: {} inputs of the list have no record (the first: {}); run their shard again",
+            merged.missing.len(),
+            merged.missing[0]
+        );
+        return Ok(Exit::SomeFailed);
+    }
+    Ok(if stats.error > 0 {
+        Exit::SomeFailed
+    } else {
+        Exit::Success
     })
 }
 

@@ -1945,3 +1945,136 @@ fn injected_instructions_never_reach_the_model() {
         body("wildflower")
     );
 }
+
+/// Issue 10: `--shard K/N` splits the inputs by a stable hash of their identity (every input in
+/// exactly one shard, the same one when the list grows), a Slurm array task's environment
+/// picks the shard without the flag, and `summarize merge` joins the shard reports into the
+/// report a single run writes, timing fields aside, with the statistics recomputed.
+#[test]
+fn shards_and_merge_equal_one_run() {
+    let server = Server::start(|req: &Request| {
+        let n = req.path.trim_start_matches("/doc");
+        if n == "5" {
+            return Reply::status(404, "text/html", "gone");
+        }
+        Reply::html(article(
+            &format!("Doc {n}"),
+            &format!("the shard topic {n}"),
+        ))
+    });
+    let home = tempfile::tempdir().unwrap();
+    let list = home.path().join("urls.txt");
+    let urls: Vec<String> = (0..24).map(|i| server.url(&format!("/doc{i}"))).collect();
+    std::fs::write(&list, urls.join("\n") + "\n").unwrap();
+    let run = |out: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let path = home.path().join(out);
+        let mut cmd = summarize(home.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(["-q", "--retries", "0", "--list"])
+            .arg(&list)
+            .args(extra)
+            .arg("-o")
+            .arg(&path)
+            .output()
+            .unwrap();
+        records(&std::fs::read(&path).unwrap())
+    };
+    let whole = run("whole.jsonl", &[], &[]);
+    assert_eq!(whole.len(), 24);
+    let mut parts = Vec::new();
+    let mut total = 0;
+    for k in 0..4 {
+        let name = format!("shard{k}.jsonl");
+        let recs = run(&name, &["--shard", &format!("{k}/4")], &[]);
+        total += recs.len();
+        assert!(
+            !recs.is_empty() && recs.len() < 24,
+            "shard {k}: {} records",
+            recs.len()
+        );
+        parts.push(home.path().join(name));
+    }
+    assert_eq!(total, 24, "every input in exactly one shard");
+    // A Slurm array task (ids 3..6, this is the third) gets the same shard as --shard 2/4.
+    let slurm = run(
+        "slurm.jsonl",
+        &[],
+        &[
+            ("SLURM_ARRAY_TASK_ID", "5"),
+            ("SLURM_ARRAY_TASK_MIN", "3"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ],
+    );
+    let ids = |recs: &[Value]| -> Vec<String> {
+        recs.iter().map(|r| field(r, "id").to_string()).collect()
+    };
+    assert_eq!(
+        ids(&slurm),
+        ids(&records(&std::fs::read(&parts[2]).unwrap()))
+    );
+    // Merge: the single run's report, in input order, timing fields aside.
+    let merged_path = home.path().join("merged.jsonl");
+    let stats_path = home.path().join("stats.json");
+    let out = summarize(home.path())
+        .arg("merge")
+        .args(&parts)
+        .arg("--list")
+        .arg(&list)
+        .arg("-o")
+        .arg(&merged_path)
+        .arg("--stats")
+        .arg(&stats_path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one input failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let strip = |recs: Vec<Value>| -> Vec<Value> {
+        recs.into_iter()
+            .map(|mut r| {
+                let o = r.as_object_mut().unwrap();
+                o.retain(|k, _| !k.ends_with("_ms") && k != "tokens_per_s");
+                r
+            })
+            .collect()
+    };
+    let merged = records(&std::fs::read(&merged_path).unwrap());
+    assert_eq!(strip(merged), strip(whole));
+    let stats: Value = serde_json::from_slice(&std::fs::read(&stats_path).unwrap()).unwrap();
+    assert_eq!(
+        (
+            stats["inputs"].as_u64(),
+            stats["ok"].as_u64(),
+            stats["error"].as_u64()
+        ),
+        (Some(24), Some(23), Some(1))
+    );
+    assert_eq!(
+        stats["latency"]["total"]["count"], 24,
+        "percentiles over all records: {stats}"
+    );
+    // A shard missing from the merge: exit 1 and a line naming the first missing input.
+    let out = summarize(home.path())
+        .arg("merge")
+        .args(&parts[..3])
+        .arg("--list")
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("have no record"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    summarize(home.path())
+        .args(["--shard", "4/4"])
+        .arg(&list)
+        .assert()
+        .code(2);
+}
