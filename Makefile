@@ -6,7 +6,7 @@ SHARED ?= ../shared
 BIN_DEBUG = $${CARGO_TARGET_DIR:-target}/debug/summarize
 BIN_RELEASE = $${CARGO_TARGET_DIR:-target}/release/summarize
 
-.PHONY: all build release run test lint lean unit extract-gate test-integration model bench-local bench-docs bench-extract bench-venv eval cv-extractive bench-rouge fuzz injection soak clean
+.PHONY: all build release run test lint lean unit extract-gate test-integration model bench-local bench-docs bench-extract bench-venv eval cv-extractive bench-rouge fuzz injection soak test-slurm clean
 
 all: build
 
@@ -101,6 +101,11 @@ SOAK_KILLS ?= 5
 SOAK_SECONDS ?= 0
 soak:
 	SOAK_INPUTS=$(SOAK_INPUTS) SOAK_KILLS=$(SOAK_KILLS) SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --test reliability issue13_chaos_soak -- --nocapture
+
+# Shards under a real one-node Slurm (slurm-wlm, munge; root): an sbatch --array=0-3 job's merged
+# report equals a single run's.
+test-slurm: build
+	scripts/slurm-test.sh
 
 # Prompt injection: the share of summaries of tests/injection/ that obey the page (issue 13).
 injection: build model
