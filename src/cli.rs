@@ -376,8 +376,11 @@ pub struct SummarizeArgs {
     pub device: Option<String>,
 
     /// Base URL of the backend server [env: OPENAI_BASE_URL for openai, OLLAMA_HOST for ollama].
-    #[arg(long, value_name = "URL")]
-    pub base_url: Option<String>,
+    /// For openai, give it several times (or a comma-separated OPENAI_BASE_URL) for replicas of
+    /// one model: each request goes to the replica with the fewest in flight, and one that
+    /// fails is rested while the others take its requests.
+    #[arg(long, value_name = "URL", action = clap::ArgAction::Append)]
+    pub base_url: Vec<String>,
 
     /// Prompt: a built-in name (default, bullets, tldr, changelog) or a template file.
     #[arg(long, value_name = "NAME|FILE", default_value = "default")]

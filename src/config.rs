@@ -130,8 +130,8 @@ pub enum BackendConfig {
     Extractive,
     /// An OpenAI-compatible chat completions server.
     OpenAi {
-        /// Base URL up to and including `/v1`.
-        base_url: String,
+        /// Base URLs up to and including `/v1`: one server, or replicas of one model.
+        base_urls: Vec<String>,
         /// From `OPENAI_API_KEY` only.
         api_key: Option<Secret>,
         /// Model name sent with each request.
@@ -362,7 +362,7 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
             if !cfg!(feature = "local") {
                 bail!("this summarize was built without the local backend (cargo feature `local`); reinstall with default features (`cargo install summarize`), or use --backend extractive, openai or ollama");
             }
-            if args.base_url.is_some() {
+            if !args.base_url.is_empty() {
                 bail!("--base-url does not apply to --backend local (the model runs in this process); use --model PATH.gguf");
             }
             let device = match &args.device {
@@ -378,18 +378,38 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
             }
         }
         BackendKind::Openai => {
-            let base_url = args
-                .base_url
-                .clone()
-                .or_else(|| env.var("OPENAI_BASE_URL"))
-                .unwrap_or_else(|| "https://api.openai.com/v1".to_string());
-            let base_url = normalize_base_url(&base_url, "--base-url / OPENAI_BASE_URL")?;
+            // Replicas: --base-url several times, or a comma-separated OPENAI_BASE_URL.
+            let given: Vec<String> = if args.base_url.is_empty() {
+                env.var("OPENAI_BASE_URL")
+                    .map(|v| v.split(',').map(str::to_string).collect())
+                    .unwrap_or_else(|| vec!["https://api.openai.com/v1".to_string()])
+            } else {
+                args.base_url
+                    .iter()
+                    .flat_map(|v| v.split(','))
+                    .map(str::to_string)
+                    .collect()
+            };
+            let mut base_urls = Vec::new();
+            for url in given.iter().map(|u| u.trim()).filter(|u| !u.is_empty()) {
+                let url = normalize_base_url(url, "--base-url / OPENAI_BASE_URL")?;
+                if !base_urls.contains(&url) {
+                    base_urls.push(url);
+                }
+            }
+            if base_urls.is_empty() {
+                bail!("--base-url / OPENAI_BASE_URL is empty: give the server's URL, such as http://127.0.0.1:8080/v1");
+            }
             let api_key = env.var("OPENAI_API_KEY").map(Secret::new);
-            if api_key.is_none() && base_url.starts_with("https://api.openai.com") {
+            if api_key.is_none()
+                && base_urls
+                    .iter()
+                    .any(|u| u.starts_with("https://api.openai.com"))
+            {
                 bail!("the openai backend needs an API key: set OPENAI_API_KEY in the environment (or point --base-url at a local OpenAI-compatible server)");
             }
             BackendConfig::OpenAi {
-                base_url,
+                base_urls,
                 api_key,
                 model: args
                     .model
@@ -398,9 +418,13 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
             }
         }
         BackendKind::Ollama => {
+            if args.base_url.len() > 1 {
+                bail!("--base-url takes one URL for --backend ollama; replicas are for --backend openai");
+            }
             let host = args
                 .base_url
-                .clone()
+                .first()
+                .cloned()
                 .or_else(|| env.var("OLLAMA_HOST"))
                 .unwrap_or_else(|| "http://127.0.0.1:11434".to_string());
             BackendConfig::Ollama {
@@ -554,13 +578,35 @@ mod tests {
         let config = for_summarize(&cli.summarize, &env).unwrap();
         match config.summarize.unwrap().backend {
             BackendConfig::OpenAi {
-                base_url, api_key, ..
+                base_urls, api_key, ..
             } => {
-                assert_eq!(base_url, "http://127.0.0.1:9/v1");
+                assert_eq!(base_urls, ["http://127.0.0.1:9/v1"]);
                 assert!(api_key.is_none());
             }
             other => panic!("unexpected backend {other:?}"),
         }
+        // Replicas: a comma-separated variable, or the flag given several times (deduplicated).
+        let env = MapEnv(HashMap::from([(
+            "OPENAI_BASE_URL",
+            "http://127.0.0.1:9/v1, http://127.0.0.1:10/v1",
+        )]));
+        let config = for_summarize(&cli.summarize, &env).unwrap();
+        assert!(matches!(config.summarize.unwrap().backend,
+            BackendConfig::OpenAi { base_urls, .. } if base_urls == ["http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"]));
+        let cli = crate::cli::Cli::try_parse_from([
+            "summarize",
+            "-b",
+            "openai",
+            "--base-url",
+            "http://a:1/v1",
+            "--base-url",
+            "http://b:2/v1,http://a:1/v1",
+            "x",
+        ])
+        .unwrap();
+        let config = for_summarize(&cli.summarize, &MapEnv(HashMap::new())).unwrap();
+        assert!(matches!(config.summarize.unwrap().backend,
+            BackendConfig::OpenAi { base_urls, .. } if base_urls == ["http://a:1/v1", "http://b:2/v1"]));
     }
 
     #[test]

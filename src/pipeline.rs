@@ -151,7 +151,10 @@ pub async fn run(
         }
     }
     progress.finish();
-    let stats = stats.finish(started.elapsed());
+    let mut stats = stats.finish(started.elapsed());
+    if let Some(backend) = &ctx.backend {
+        stats.replicas = backend.replica_stats();
+    }
     if let Err(e) = sink.finish(&stats) {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return Err(anyhow::anyhow!(

@@ -214,7 +214,7 @@ pub fn apply(
     } else if let Some(name) = url_env.filter(|n| env.var(n).is_some()) {
         Origin::Env(name)
     } else if let (Some(u), Some(_)) = (&f.base_url, url_env) {
-        args.base_url = Some(u.clone());
+        args.base_url = vec![u.clone()];
         Origin::File
     } else {
         Origin::Default
@@ -223,7 +223,7 @@ pub fn apply(
         key: "base_url",
         value: match &origin {
             Origin::Env(name) => env.var(name),
-            _ => args.base_url.clone(),
+            _ => (!args.base_url.is_empty()).then(|| args.base_url.join(",")),
         },
         origin,
     });
@@ -377,7 +377,10 @@ mod tests {
         let s = apply(&mut args, &m, Some(&loaded), &env).unwrap();
         assert_eq!(args.backend, BackendKind::Openai);
         assert_eq!(args.model.as_deref(), Some("m-file"));
-        assert_eq!(args.base_url, None, "the environment's URL stays in charge");
+        assert!(
+            args.base_url.is_empty(),
+            "the environment's URL stays in charge"
+        );
         assert_eq!(args.length, "150w");
         let origin = |k: &str| s.iter().find(|x| x.key == k).unwrap().origin.clone();
         assert_eq!(origin("backend"), Origin::File);
@@ -399,7 +402,7 @@ mod tests {
         assert_eq!(args.backend, BackendKind::Ollama);
         assert_eq!(args.model.as_deref(), Some("flag-m"));
         assert_eq!(args.length, "short");
-        assert_eq!(args.base_url.as_deref(), Some("http://file/v1"));
+        assert_eq!(args.base_url, ["http://file/v1"]);
         assert!(s
             .iter()
             .all(|x| x.key != "backend" || x.origin == Origin::Flag));

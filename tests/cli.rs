@@ -2078,3 +2078,107 @@ fn shards_and_merge_equal_one_run() {
         .assert()
         .code(2);
 }
+
+/// Issue 10: replicas of one model (`--base-url` twice). Requests spread over both; when one
+/// starts dropping every connection mid-run, it is rested and its requests retried on the
+/// other: every input is reported once and none fails; `--stats` has the per-replica figures.
+/// The replicas are in-test servers speaking OpenAI's wire format (the real llama.cpp servers
+/// are in `make test-integration`).
+#[test]
+fn replicas_share_requests_and_survive_one_failing() {
+    let reply = |n: usize| {
+        Reply::json(
+            200,
+            json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": format!("Summary from replica {n}.")}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 10, "completion_tokens": 4}}),
+        )
+    };
+    let models = || Reply::json(200, json!({"object": "list", "data": [{"id": "m"}]}));
+    let healthy = Server::start(move |req: &Request| {
+        if req.path == "/v1/models" {
+            return models();
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        reply(1)
+    });
+    let served = Arc::new(AtomicUsize::new(0));
+    let failing = {
+        let served = served.clone();
+        Server::start(move |req: &Request| {
+            if req.path == "/v1/models" {
+                return models();
+            }
+            // Answers its first three requests, then drops every connection.
+            if served.fetch_add(1, Ordering::SeqCst) >= 3 {
+                return Reply::Close;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+            reply(2)
+        })
+    };
+    let home = tempfile::tempdir().unwrap();
+    let docs = home.path().join("docs.jsonl");
+    let lines: Vec<String> = (0..24)
+        .map(|i| json!({"id": format!("d{i}"), "text": format!("Document {i} tells of the harbour board, the ferries and the winter timetable of town {i}.")}).to_string())
+        .collect();
+    std::fs::write(&docs, lines.join("\n") + "\n").unwrap();
+    let stats = home.path().join("stats.json");
+    let out = summarize(home.path())
+        .env("OPENAI_API_KEY", "k")
+        .args([
+            "-b",
+            "openai",
+            "-m",
+            "m",
+            "-q",
+            "--no-cache",
+            "-j",
+            "4",
+            "--base-url",
+        ])
+        .arg(healthy.url("/v1"))
+        .arg("--base-url")
+        .arg(failing.url("/v1"))
+        .arg("--stats")
+        .arg(&stats)
+        .arg(&docs)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    assert_eq!(recs.len(), 24);
+    assert!(recs.iter().all(|r| r["status"] == "ok"), "{recs:?}");
+    let s: Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    let replicas = s["replicas"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no replicas in {s}"));
+    assert_eq!(replicas.len(), 2, "{s}");
+    let by = |url: String| {
+        replicas
+            .iter()
+            .find(|r| r["base_url"] == url)
+            .unwrap()
+            .clone()
+    };
+    let (h, f) = (by(healthy.url("/v1")), by(failing.url("/v1")));
+    assert!(
+        f["requests"].as_u64().unwrap() >= 4 && f["errors"].as_u64().unwrap() >= 1,
+        "{f}"
+    );
+    assert_eq!(h["errors"], 0, "{h}");
+    assert_eq!(
+        h["requests"].as_u64().unwrap() + f["requests"].as_u64().unwrap()
+            - f["errors"].as_u64().unwrap(),
+        24,
+        "every document answered once: {s}"
+    );
+    assert!(
+        recs.iter()
+            .any(|r| field(r, "summary").contains("replica 2")),
+        "the second replica served some"
+    );
+}

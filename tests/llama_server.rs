@@ -106,3 +106,107 @@ fn long_document_goes_map_reduce_within_a_2048_token_context() {
     assert_eq!(recs[0]["status"], "ok", "{}", recs[0]);
     assert!(recs[0]["chunks"].as_u64().unwrap() >= 2, "{}", recs[0]);
 }
+
+/// Issue 10: two real llama.cpp servers as replicas of one model; the second is killed with
+/// SIGKILL once the run is under way. Its requests go to the first: every input is reported
+/// exactly once and none fails; `--stats` shows both replicas' figures.
+#[test]
+fn replicas_survive_one_killed_mid_run() {
+    let Some(url) = server() else { return };
+    let (Ok(url2), Ok(pid_file)) = (
+        std::env::var("SUMMARIZE_LLAMA_URL2"),
+        std::env::var("SUMMARIZE_LLAMA_PID2"),
+    ) else {
+        eprintln!("skipped: no second server (SUMMARIZE_LLAMA_URL2); run `make test-integration`");
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let docs = home.path().join("docs.jsonl");
+    let lines: Vec<String> = (0..10)
+        .map(|i| {
+            serde_json::json!({"id": format!("d{i}"), "text": format!(
+                "The harbour board of town {i} met on Monday. It agreed to run a winter ferry every two hours. \
+                 Residents asked for a later last crossing, and the board said it would look at the timetable again in spring."
+            )})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&docs, lines.join("\n") + "\n").unwrap();
+    let report = home.path().join("report.jsonl");
+    let stats = home.path().join("stats.json");
+    let bin = assert_cmd::cargo::cargo_bin("summarize");
+    let mut child = std::process::Command::new(bin)
+        .env("HOME", home.path())
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .args([
+            "-b",
+            "openai",
+            "-m",
+            "smollm2",
+            "--context-tokens",
+            "2048",
+            "--timeout",
+            "300",
+        ])
+        .args([
+            "-j",
+            "2",
+            "-q",
+            "--no-cache",
+            "--length",
+            "30w",
+            "--base-url",
+            &url,
+            "--base-url",
+            &url2,
+        ])
+        .arg("--stats")
+        .arg(&stats)
+        .arg("-o")
+        .arg(&report)
+        .arg(&docs)
+        .spawn()
+        .unwrap();
+    // Kill the second replica once two records are written (its next requests, or the one in
+    // flight, fail and move to the first).
+    let lines_in =
+        |p: &std::path::Path| std::fs::read_to_string(p).map_or(0, |t| t.lines().count());
+    for _ in 0..3000 {
+        if lines_in(&report) >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "none fails");
+    let recs = records(&std::fs::read(&report).unwrap());
+    assert_eq!(recs.len(), 10, "every input once");
+    assert!(recs.iter().all(|r| r["status"] == "ok"), "{recs:?}");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    let replicas = s["replicas"].as_array().unwrap();
+    let by = |u: &str| {
+        replicas
+            .iter()
+            .find(|r| r["base_url"] == u)
+            .unwrap()
+            .clone()
+    };
+    let (first, second) = (by(&url), by(&url2));
+    assert!(second["requests"].as_u64().unwrap() >= 1, "{s}");
+    assert!(
+        first["requests"].as_u64().unwrap()
+            > second["requests"].as_u64().unwrap() - second["errors"].as_u64().unwrap(),
+        "{s}"
+    );
+    eprintln!("replicas: {}", serde_json::to_string(replicas).unwrap());
+}

@@ -190,6 +190,14 @@ impl Backend {
         }
     }
 
+    /// Requests, errors and latency per server, for a replica set (`--base-url` several times).
+    pub fn replica_stats(&self) -> Vec<openai::ReplicaStats> {
+        match self {
+            Backend::OpenAi(b) => b.replica_stats(),
+            _ => Vec::new(),
+        }
+    }
+
     /// What besides the prompt decides a summary: backend, server and model (never credentials).
     pub fn identity(&self) -> String {
         match self {

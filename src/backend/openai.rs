@@ -1,8 +1,14 @@
 //! The OpenAI-compatible backend: `POST {base}/chat/completions`. One module serves OpenAI,
 //! vLLM, llama.cpp's server, LM Studio and OpenRouter; only the base URL differs.
-//! Owns the wire format and its error mapping; chunking lives in `backend/mod.rs`.
+//! Owns the wire format and its error mapping, and the replicas of one model (several base
+//! URLs): each request goes to the replica with the fewest requests in flight; one that
+//! refuses connections, times out or answers 5xx is rested for a back-off period while the
+//! others take its requests (the retry of a failed request lands on another replica).
+//! Chunking lives in `backend/mod.rs`.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use serde::Deserialize;
@@ -17,10 +23,65 @@ use crate::retry;
 /// (llama.cpp defaults to 4096); a context-length error still makes us re-chunk smaller.
 const UNKNOWN_CONTEXT: usize = 4096;
 
+/// One server of a replica set, and what it has done.
+#[derive(Debug)]
+struct Replica {
+    base_url: String,
+    in_flight: AtomicUsize,
+    /// Failures in a row; each doubles the rest.
+    failures: AtomicU32,
+    /// Rested until then after a failure.
+    rest_until: Mutex<Option<Instant>>,
+    requests: AtomicUsize,
+    errors: AtomicUsize,
+    latencies_ms: Mutex<Vec<u64>>,
+}
+
+/// First rest of a failing replica; doubles with each failure in a row, up to `MAX_REST`.
+const FIRST_REST: Duration = Duration::from_secs(1);
+const MAX_REST: Duration = Duration::from_secs(60);
+
+impl Replica {
+    fn new(base_url: String) -> Replica {
+        Replica {
+            base_url,
+            in_flight: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            rest_until: Mutex::new(None),
+            requests: AtomicUsize::new(0),
+            errors: AtomicUsize::new(0),
+            latencies_ms: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn resting_until(&self, now: Instant) -> Option<Instant> {
+        self.rest_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .filter(|&t| t > now)
+    }
+
+    fn rest(&self) {
+        let n = self.failures.fetch_add(1, Ordering::SeqCst).min(6);
+        let rest = FIRST_REST.saturating_mul(1 << n).min(MAX_REST);
+        *self.rest_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + rest);
+        tracing::warn!(replica = %self.base_url, ?rest, "replica failed; resting it");
+    }
+}
+
+/// What one replica did over the run: requests, errors and latency (`--stats`, run summary).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReplicaStats {
+    pub base_url: String,
+    pub requests: usize,
+    pub errors: usize,
+    pub latency: crate::report::Latency,
+}
+
 #[derive(Debug)]
 pub struct OpenAi {
     client: reqwest::Client,
-    base_url: String,
+    replicas: Vec<Replica>,
     api_key: Option<Secret>,
     pub model: String,
     context: usize,
@@ -66,7 +127,7 @@ impl OpenAi {
         calls: CallSettings,
     ) -> Result<OpenAi> {
         let BackendConfig::OpenAi {
-            base_url,
+            base_urls,
             api_key,
             model,
         } = &config.backend
@@ -75,15 +136,37 @@ impl OpenAi {
         };
         let mut backend = OpenAi {
             client,
-            base_url: base_url.clone(),
+            replicas: base_urls.iter().cloned().map(Replica::new).collect(),
             api_key: api_key.clone(),
             model: model.clone(),
             context: config.context_tokens.unwrap_or(UNKNOWN_CONTEXT),
             tokenizer: tokenizer_for(model),
             calls,
-            official: base_url.starts_with("https://api.openai.com"),
+            official: base_urls
+                .iter()
+                .any(|u| u.starts_with("https://api.openai.com")),
         };
-        let served = backend.preflight().await?;
+        // Every replica is asked; the run starts when one answers, the others are rested.
+        let mut served = None;
+        let mut first_error = None;
+        let mut up = 0;
+        for replica in &backend.replicas {
+            match backend.preflight(&replica.base_url).await {
+                Ok(context) => {
+                    up += 1;
+                    served = served.or(context);
+                }
+                Err(e) if backend.replicas.len() > 1 => {
+                    eprintln!("summarize: {e:#}; the other replicas take its requests");
+                    replica.rest();
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if up == 0 {
+            return Err(first_error.expect("at least one replica"));
+        }
         if config.context_tokens.is_none() {
             backend.context = served
                 .or_else(|| known_context(model))
@@ -93,8 +176,51 @@ impl OpenAi {
         Ok(backend)
     }
 
-    pub fn base_url(&self) -> &str {
-        &self.base_url
+    /// The servers, as one string (the first alone when there is one).
+    pub fn base_url(&self) -> String {
+        let mut urls: Vec<&str> = self.replicas.iter().map(|r| r.base_url.as_str()).collect();
+        urls.sort_unstable();
+        urls.join(",")
+    }
+
+    /// Per-replica figures, when there are several replicas.
+    pub fn replica_stats(&self) -> Vec<ReplicaStats> {
+        if self.replicas.len() < 2 {
+            return Vec::new();
+        }
+        self.replicas
+            .iter()
+            .map(|r| ReplicaStats {
+                base_url: r.base_url.clone(),
+                requests: r.requests.load(Ordering::SeqCst),
+                errors: r.errors.load(Ordering::SeqCst),
+                latency: crate::report::Latency::from_ms(
+                    &r.latencies_ms.lock().unwrap_or_else(|e| e.into_inner()),
+                ),
+            })
+            .collect()
+    }
+
+    /// The replica for the next request: of those not resting, the one with the fewest in
+    /// flight (then the fewest requests so far); when all rest, the one back soonest.
+    fn pick(&self) -> &Replica {
+        let now = Instant::now();
+        let ready = self
+            .replicas
+            .iter()
+            .filter(|r| r.resting_until(now).is_none())
+            .min_by_key(|r| {
+                (
+                    r.in_flight.load(Ordering::SeqCst),
+                    r.requests.load(Ordering::SeqCst),
+                )
+            });
+        ready.unwrap_or_else(|| {
+            self.replicas
+                .iter()
+                .min_by_key(|r| r.resting_until(now).unwrap_or(now))
+                .expect("at least one replica")
+        })
     }
 
     fn request(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -106,13 +232,13 @@ impl OpenAi {
 
     /// `GET {base}/models`: proves the server is there and the key works, and reads the
     /// context size where the server reports one (vLLM `max_model_len`, llama.cpp `n_ctx`).
-    async fn preflight(&self) -> Result<Option<usize>> {
-        let url = format!("{}/models", self.base_url);
+    async fn preflight(&self, base_url: &str) -> Result<Option<usize>> {
+        let url = format!("{base_url}/models");
         let resp = match self.request(self.client.get(&url)).timeout(self.calls.timeout).send().await {
             Ok(r) => r,
             Err(e) => bail!(
                 "cannot reach the openai backend at {}: {}; start the server or fix --base-url / OPENAI_BASE_URL",
-                self.base_url,
+                base_url,
                 crate::fetch::classify(&e, &url::Url::parse(&url)?).message
             ),
         };
@@ -120,7 +246,7 @@ impl OpenAi {
         if status == 401 || status == 403 {
             bail!(
                 "the openai backend at {} refused the API key (HTTP {status}); check OPENAI_API_KEY",
-                self.base_url
+                base_url
             );
         }
         if !resp.status().is_success() {
@@ -144,8 +270,44 @@ impl OpenAi {
         }))
     }
 
-    async fn chat_once(&self, request: &ChatRequest) -> Result<Completion, DocError> {
-        let url = format!("{}/chat/completions", self.base_url);
+    /// One request on the replica `pick` chooses, counted in its figures; a failure that is
+    /// the server's (connection, timeout, 5xx) rests it.
+    async fn chat_routed(&self, request: &ChatRequest) -> Result<Completion, DocError> {
+        let replica = self.pick();
+        replica.in_flight.fetch_add(1, Ordering::SeqCst);
+        replica.requests.fetch_add(1, Ordering::SeqCst);
+        let started = Instant::now();
+        let result = self.chat_once(&replica.base_url, request).await;
+        replica.in_flight.fetch_sub(1, Ordering::SeqCst);
+        match &result {
+            Ok(_) => {
+                replica.failures.store(0, Ordering::SeqCst);
+                replica
+                    .latencies_ms
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(started.elapsed().as_millis() as u64);
+            }
+            Err(e) => {
+                replica.errors.fetch_add(1, Ordering::SeqCst);
+                let servers_fault = matches!(
+                    e.class,
+                    ErrorClass::BackendUnavailable | ErrorClass::Timeout | ErrorClass::BackendError
+                ) && e.class.is_transient();
+                if servers_fault && self.replicas.len() > 1 {
+                    replica.rest();
+                }
+            }
+        }
+        result
+    }
+
+    async fn chat_once(
+        &self,
+        base_url: &str,
+        request: &ChatRequest,
+    ) -> Result<Completion, DocError> {
+        let url = format!("{base_url}/chat/completions");
         let mut body = json!({
             "model": self.model,
             "messages": super::messages(request),
@@ -208,7 +370,7 @@ impl ChatModel for OpenAi {
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<Completion, DocError> {
-        retry::with_retries(self.calls.retries, |_| self.chat_once(&request)).await
+        retry::with_retries(self.calls.retries, |_| self.chat_routed(&request)).await
     }
 }
 

@@ -421,6 +421,9 @@ pub struct RunStats {
     pub echo_stripped: usize,
     /// Reference-free checks over successful records.
     pub quality: Option<Quality>,
+    /// Per server of a replica set: requests, errors, latency percentiles.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<crate::backend::openai::ReplicaStats>,
 }
 
 /// Run-level view of the reference-free checks.
@@ -681,6 +684,20 @@ impl RunStats {
                 out.push_str(&format!(
                     "{stage:<10} {:>8.0} {:>8.0} {:>8.0} {:>8.0}\n",
                     l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+                ));
+            }
+        }
+        if !self.replicas.is_empty() {
+            out.push_str("replica                               requests errors   p50 ms   p90 ms   p99 ms\n");
+            for r in &self.replicas {
+                out.push_str(&format!(
+                    "{:<37} {:>8} {:>6} {:>8.0} {:>8.0} {:>8.0}\n",
+                    r.base_url,
+                    r.requests,
+                    r.errors,
+                    r.latency.p50_ms,
+                    r.latency.p90_ms,
+                    r.latency.p99_ms
                 ));
             }
         }
