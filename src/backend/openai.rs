@@ -65,7 +65,7 @@ impl Replica {
         let n = self.failures.fetch_add(1, Ordering::SeqCst).min(6);
         let rest = FIRST_REST.saturating_mul(1 << n).min(MAX_REST);
         *self.rest_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + rest);
-        tracing::warn!(replica = %self.base_url, ?rest, "replica failed; resting it");
+        tracing::info!(replica = %self.base_url, ?rest, "replica failed; resting it");
     }
 }
 
