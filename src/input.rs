@@ -177,14 +177,78 @@ fn expand_file(path: &Path, out: &mut Vec<Source>) {
         return;
     }
     if !matches!(ext.as_str(), "html" | "htm" | "xhtml" | "md" | "markdown") {
-        if let Some(text) = read_small_text(path) {
-            if looks_like_list_in(&text, parent(path)) {
-                parse_list_in(&text, &path.display().to_string(), parent(path), out);
-                return;
+        match sniff_list(path) {
+            Sniff::List => {
+                // Read whole, whatever its size: a list of 200,000 URLs is still a list.
+                if let Ok(bytes) = std::fs::read(path) {
+                    let text = String::from_utf8_lossy(&bytes);
+                    parse_list_in(&text, &path.display().to_string(), parent(path), out);
+                    return;
+                }
             }
+            Sniff::Ambiguous { good, sampled } => tracing::warn!(
+                "'{}' looks partly like a URL list ({good} of its first {sampled} lines are URLs or paths); it is summarized as one document: give it with --list to read it as a list",
+                path.display()
+            ),
+            Sniff::Document => {}
         }
     }
     out.push(from_path(path.to_path_buf()));
+}
+
+/// What the start of a file says it is.
+#[derive(Debug, PartialEq)]
+enum Sniff {
+    List,
+    Document,
+    /// Some lines are URLs or paths, too few to be sure.
+    Ambiguous {
+        good: usize,
+        sampled: usize,
+    },
+}
+
+/// Bytes read to decide whether a file is a list, and entries judged.
+const SNIFF_BYTES: u64 = 64 * 1024;
+const SNIFF_ENTRIES: usize = 50;
+
+/// Decides by content, never by size: from its first entries (up to 50, in the first 64 KiB),
+/// a file is a list when every entry is a URL or an existing path, or when at least 5 were
+/// judged and 80% are (the bad lines become error records); a file where some are, but fewer,
+/// is ambiguous; otherwise a document.
+fn sniff_list(path: &Path) -> Sniff {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(SNIFF_BYTES).read_to_end(&mut head));
+    if read.is_err() {
+        return Sniff::Document;
+    }
+    let complete = (head.len() as u64) < SNIFF_BYTES;
+    let text = String::from_utf8_lossy(&head);
+    // The last line of a cut head may be cut itself: judge only whole lines.
+    let whole = if complete {
+        &text[..]
+    } else {
+        text.rfind('\n').map_or(&text[..0], |i| &text[..i])
+    };
+    sniff_text(whole, parent(path))
+}
+
+fn sniff_text(text: &str, base: &Path) -> Sniff {
+    let (mut good, mut sampled) = (0, 0);
+    for line in list_entries(text).take(SNIFF_ENTRIES) {
+        sampled += 1;
+        good += usize::from(parse_http_url(line).is_some() || resolve(line, base).is_some());
+    }
+    if sampled > 0 && good == sampled {
+        Sniff::List
+    } else if sampled >= 5 && good * 5 >= sampled * 4 {
+        Sniff::List
+    } else if good > 0 && good * 2 >= sampled {
+        Sniff::Ambiguous { good, sampled }
+    } else {
+        Sniff::Document
+    }
 }
 
 fn parent(path: &Path) -> &Path {
@@ -594,6 +658,40 @@ mod tests {
         let out = collect(&[list], &[], &mut "".as_bytes());
         assert_eq!(out.len(), 2, "{out:?}");
         assert_eq!(out[0].kind, SourceKind::Path(dir.path().join("docs/a.md")));
+    }
+
+    #[test]
+    fn lists_are_known_by_their_first_lines_not_their_size() {
+        let base = Path::new(".");
+        let mut urls: String = (0..40)
+            .map(|i| format!("https://a.example/{i}\n"))
+            .collect();
+        assert_eq!(sniff_text(&urls, base), Sniff::List);
+        // A few malformed lines keep it a list (they become error records).
+        urls.push_str("htp://typo.example/\nwww.no-scheme.example\n");
+        assert_eq!(sniff_text(&urls, base), Sniff::List);
+        assert_eq!(
+            sniff_text("Dear diary,\nhttps://a.example/\n", base),
+            Sniff::Ambiguous {
+                good: 1,
+                sampled: 2
+            }
+        );
+        assert_eq!(
+            sniff_text("Dear diary,\ntoday I walked.\nhttps://a.example/\n", base),
+            Sniff::Document
+        );
+        // A big list file (over the old 4 MiB cut) is a list: 200,000 URLs.
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("urls.txt");
+        let text: String = (0..200_000)
+            .map(|i| format!("https://site.example/page/{i}\n"))
+            .collect();
+        assert!(text.len() > 4 * 1024 * 1024);
+        std::fs::write(&big, &text).unwrap();
+        let out = collect(&[big.display().to_string()], &[], &mut "".as_bytes());
+        assert_eq!(out.len(), 200_000);
+        assert!(matches!(out[199_999].kind, SourceKind::Url(_)));
     }
 
     #[test]
