@@ -240,9 +240,9 @@ fn sniff_text(text: &str, base: &Path) -> Sniff {
         sampled += 1;
         good += usize::from(parse_http_url(line).is_some() || resolve(line, base).is_some());
     }
-    if sampled > 0 && good == sampled {
-        Sniff::List
-    } else if sampled >= 5 && good * 5 >= sampled * 4 {
+    let all = sampled > 0 && good == sampled;
+    let most = sampled >= 5 && good * 5 >= sampled * 4;
+    if all || most {
         Sniff::List
     } else if good > 0 && good * 2 >= sampled {
         Sniff::Ambiguous { good, sampled }
