@@ -84,12 +84,16 @@ pub async fn run(
     });
     let mut stats = StatsCollector::new(total);
     let jobs = ctx.config.jobs;
-    let mut results = futures::stream::iter(sources.into_iter().enumerate())
-        .map(|(i, source)| {
-            let ctx = ctx.clone();
-            async move { (i, process(&ctx, &source).await) }
-        })
-        .buffer_unordered(jobs);
+    // Records finished ahead of an earlier, slower one wait here to keep the report in input
+    // order. The buffer is bounded: past `reorder_cap` waiting records no new input starts
+    // until the slow one is done, so memory does not grow with the run behind a stalled page.
+    let reorder_cap = jobs.saturating_mul(16).max(256);
+    let mut queue = sources.into_iter().enumerate();
+    let mut results = futures::stream::FuturesUnordered::new();
+    let start = |(i, source): (usize, Source)| {
+        let ctx = ctx.clone();
+        async move { (i, process(&ctx, &source).await) }
+    };
 
     let mut pending: BTreeMap<usize, Map<String, Value>> = BTreeMap::new();
     let mut next = 0;
@@ -98,6 +102,15 @@ pub async fn run(
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
+        while results.len() < jobs && pending.len() < reorder_cap {
+            match queue.next() {
+                Some(item) => results.push(start(item)),
+                None => break,
+            }
+        }
+        if results.is_empty() {
+            break;
+        }
         let item = tokio::select! {
             item = results.next() => item,
             _ = &mut ctrl_c => {

@@ -1315,3 +1315,58 @@ fn chaos_soak_round(inputs: usize, kills: usize, seed: u64) {
         );
     }
 }
+
+/// Issue 10: the reorder buffer is bounded. One page stalls for seconds at the head of the
+/// list; later pages finish meanwhile and wait for it (the report stays in input order), but
+/// past the buffer's bound (16 per job, at least 256) no new input starts until it is done.
+#[test]
+fn issue10_a_stalled_page_does_not_grow_memory_with_the_run() {
+    let slow_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let before_slow = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let (slow_done, before_slow) = (slow_done.clone(), before_slow.clone());
+        Server::start(move |req: &Request| {
+            if req.path == "/slow" {
+                std::thread::sleep(Duration::from_secs(4));
+                slow_done.store(true, Ordering::SeqCst);
+                return Reply::html(article("Slow", "the patient tortoise"));
+            }
+            if !slow_done.load(Ordering::SeqCst) {
+                before_slow.fetch_add(1, Ordering::SeqCst);
+            }
+            Reply::html(article("Fast", &format!("the quick hare {}", req.path)))
+        })
+    };
+    let home = tempfile::tempdir().unwrap();
+    let list = home.path().join("urls.txt");
+    let mut urls = vec![server.url("/slow")];
+    urls.extend((0..600).map(|i| server.url(&format!("/fast{i}"))));
+    std::fs::write(&list, urls.join("\n") + "\n").unwrap();
+    let out = summarize(home.path())
+        .args(["-q", "-j", "4", "--per-host", "4", "--list"])
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out.stdout);
+    let ids: Vec<&str> = recs.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        urls.iter().map(String::as_str).collect::<Vec<_>>(),
+        "input order"
+    );
+    let started = before_slow.load(Ordering::SeqCst);
+    assert!(
+        started <= 256 + 4,
+        "{started} pages were fetched while the first one stalled: the reorder buffer is unbounded"
+    );
+    assert!(
+        started >= 100,
+        "the later pages did run meanwhile ({started})"
+    );
+}
