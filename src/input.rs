@@ -263,24 +263,10 @@ fn extension(path: &Path) -> String {
 }
 
 /// Lists are small; a large file is a document, not a list.
-fn read_small_text(path: &Path) -> Option<String> {
-    let meta = std::fs::metadata(path).ok()?;
-    if meta.len() > 4 * 1024 * 1024 {
-        return None;
-    }
-    String::from_utf8(std::fs::read(path).ok()?).ok()
-}
-
-/// A file is a list when every non-blank, non-comment line is an http(s) URL or an existing path.
+/// Whether `text` reads as a URL list (`sniff_text`'s rule, paths relative to the working
+/// directory).
 pub fn looks_like_list(text: &str) -> bool {
-    looks_like_list_in(text, Path::new("."))
-}
-
-/// `looks_like_list` for a list file in `base`, whose relative paths may be relative to it.
-pub fn looks_like_list_in(text: &str, base: &Path) -> bool {
-    let mut entries = list_entries(text).peekable();
-    entries.peek().is_some()
-        && entries.all(|line| parse_http_url(line).is_some() || resolve(line, base).is_some())
+    sniff_text(text, Path::new(".")) == Sniff::List
 }
 
 /// An existing path as written (relative to the working directory), else relative to `base`,
@@ -379,10 +365,7 @@ fn walk_dir(dir: &Path, out: &mut Vec<Source>) {
                     continue;
                 }
                 // A URL list lying in a folder of documents is not itself a document.
-                if matches!(ext.as_str(), "txt" | "text")
-                    && read_small_text(e.path())
-                        .is_some_and(|t| looks_like_list_in(&t, parent(e.path())))
-                {
+                if matches!(ext.as_str(), "txt" | "text") && sniff_list(e.path()) == Sniff::List {
                     tracing::debug!(path = %e.path().display(), "skipping a URL list inside a directory");
                     continue;
                 }

@@ -346,8 +346,7 @@ fn sha256_file(path: &std::path::Path) -> Result<String> {
 
 fn eval(args: &EvalArgs) -> Result<Exit> {
     let refs = references::load(&args.references)?;
-    let report = std::fs::read_to_string(&args.report)
-        .with_context(|| format!("cannot read the report '{}'", args.report.display()))?;
+    let report = read_report(&args.report)?;
     let mut gates = Gates::default();
     for (metric, min) in [
         ("rouge1", args.min_rouge1),
@@ -397,9 +396,7 @@ fn compare(args: &CompareArgs) -> Result<Exit> {
         .map(|g| compare::parse_gate(g))
         .collect::<Result<Vec<_>>>()?;
     let read = |path: &std::path::Path| -> Result<Vec<(String, serde_json::Value)>> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the report '{}'", path.display()))?;
-        compare::parse_report(&text, &path.display().to_string())
+        compare::parse_report(&read_report(path)?, &path.display().to_string())
     };
     let (a, b) = (read(&args.a)?, read(&args.b)?);
     let result = compare::compare(&a, &b, &gates, args.top);
@@ -431,9 +428,7 @@ fn compare(args: &CompareArgs) -> Result<Exit> {
 fn merge(args: &MergeArgs) -> Result<Exit> {
     let mut reports = Vec::new();
     for path in &args.reports {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the report '{}'", path.display()))?;
-        reports.push((path.display().to_string(), text));
+        reports.push((path.display().to_string(), read_report(path)?));
     }
     let order: Option<Vec<String>> = (!args.list.is_empty()).then(|| {
         input::collect(&[], &args.list, &mut std::io::empty())
@@ -450,13 +445,7 @@ fn merge(args: &MergeArgs) -> Result<Exit> {
         serde_json::to_writer(&mut out, r)?;
         out.push(b'\n');
     }
-    match &args.output {
-        Some(path) => summarize::cache::replace_file(path, &out)
-            .with_context(|| format!("cannot write '{}'", path.display()))?,
-        None => {
-            write_stdout(&out)?;
-        }
-    }
+    write_output(args.output.as_deref(), &out)?;
     let stats = stats.finish(Duration::ZERO);
     if !args.quiet {
         eprint!("{}", stats.render());
@@ -489,8 +478,7 @@ fn merge(args: &MergeArgs) -> Result<Exit> {
 /// `summarize report REPORT`: the HTML page of an existing JSONL report.
 fn html_report(args: &ReportArgs) -> Result<Exit> {
     let shown = args.report.display().to_string();
-    let text = std::fs::read_to_string(&args.report)
-        .with_context(|| format!("cannot read the report '{shown}'"))?;
+    let text = read_report(&args.report)?;
     let references = args
         .references
         .as_deref()
@@ -513,14 +501,7 @@ fn html_report(args: &ReportArgs) -> Result<Exit> {
         texts.as_ref(),
         args.words,
     )?;
-    match &args.output {
-        Some(path) => {
-            summarize::cache::replace_file(path, page.as_bytes())
-                .with_context(|| format!("cannot write '{}'", path.display()))?;
-            Ok(Exit::Success)
-        }
-        None => write_stdout(page.as_bytes()),
-    }
+    write_output(args.output.as_deref(), page.as_bytes())
 }
 
 /// `summarize completions SHELL`: the script, generated from the flag definitions.
@@ -537,6 +518,24 @@ fn man_page() -> Result<Exit> {
     let mut out = Vec::new();
     clap_mangen::Man::new(cmd).render(&mut out)?;
     write_stdout(&out)
+}
+
+/// The text of a JSONL report named on the command line.
+fn read_report(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the report '{}'", path.display()))
+}
+
+/// Writes a subcommand's output to `-o FILE` (replaced whole, atomically) or stdout.
+fn write_output(output: Option<&std::path::Path>, bytes: &[u8]) -> Result<Exit> {
+    match output {
+        Some(path) => {
+            summarize::cache::replace_file(path, bytes)
+                .with_context(|| format!("cannot write '{}'", path.display()))?;
+            Ok(Exit::Success)
+        }
+        None => write_stdout(bytes),
+    }
 }
 
 /// Writes generated text to stdout; a reader that went away (`| head`) is not an error.

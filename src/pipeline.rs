@@ -300,12 +300,7 @@ async fn summary_record(
     match result {
         Ok((summary, source_text)) => {
             if ctx.config.format == crate::cli::Format::Html {
-                text_start = Some(
-                    source_text
-                        .chars()
-                        .take(report::html::TEXT_CHARS + 1)
-                        .collect::<String>(),
-                );
+                text_start = Some(report::html::text_start(&source_text));
             }
             let text = crate::sanitize::clean_text(&summary.text);
             let text = check_summary(&mut rec, backend, config, &source_text, text);

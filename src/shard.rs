@@ -3,7 +3,7 @@
 //! the hash is of the input's identity (its URL, path or JSONL id), never of its line number,
 //! so a list that grows keeps every earlier input in the shard it had.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
@@ -135,16 +135,13 @@ pub fn merge(reports: &[(String, String)], order: Option<&[String]>) -> Result<M
     }
     let mut records = Vec::with_capacity(by_id.len());
     let mut missing = Vec::new();
-    if let Some(order) = order {
-        let listed: HashSet<&str> = order.iter().map(String::as_str).collect();
-        for id in order {
-            match by_id.remove(id) {
-                Some(r) => records.push(r),
-                None => missing.push(id.clone()),
-            }
+    for id in order.unwrap_or_default() {
+        match by_id.remove(id) {
+            Some(r) => records.push(r),
+            None => missing.push(id.clone()),
         }
-        seen_order.retain(|id| !listed.contains(id.as_str()));
     }
+    // The rest in the order read (ids the list had are gone from `by_id` already).
     for id in seen_order {
         if let Some(r) = by_id.remove(&id) {
             records.push(r);

@@ -176,7 +176,7 @@ impl OpenAi {
         Ok(backend)
     }
 
-    /// The servers, as one string (the first alone when there is one).
+    /// The servers, sorted and joined by commas (the URL itself when there is one).
     pub fn base_url(&self) -> String {
         let mut urls: Vec<&str> = self.replicas.iter().map(|r| r.base_url.as_str()).collect();
         urls.sort_unstable();
@@ -293,7 +293,7 @@ impl OpenAi {
                 let servers_fault = matches!(
                     e.class,
                     ErrorClass::BackendUnavailable | ErrorClass::Timeout | ErrorClass::BackendError
-                ) && e.class.is_transient();
+                );
                 if servers_fault && self.replicas.len() > 1 {
                     replica.rest();
                 }

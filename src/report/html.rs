@@ -95,14 +95,10 @@ pub fn render(page: &Page, records: &[Map<String, Value>]) -> String {
         ));
     }
     let mut html = String::with_capacity(data.len() + 64 * 1024);
-    html.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
-    html.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    // Nothing may load from elsewhere: the page is read from disk, often offline.
-    html.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n");
-    let _ = writeln!(html, "<title>summarize: {}</title>", esc(page.title));
-    html.push_str("<style>\n");
-    html.push_str(CSS);
-    html.push_str("</style>\n</head>\n<body>\n");
+    html.push_str(&head(
+        &format!("summarize: {}", page.title),
+        "script-src 'unsafe-inline'; img-src data:",
+    ));
     let _ = writeln!(html, "<h1>summarize: {}</h1>", esc(page.title));
     html.push_str(&summary_section(page));
     html.push_str("<h2>Charts</h2>\n<div id=\"charts\">\n");
@@ -128,21 +124,28 @@ pub fn render(page: &Page, records: &[Map<String, Value>]) -> String {
     html
 }
 
-/// `summarize compare -f html`: the comparison of two runs as one self-contained page.
-pub fn compare_page(c: &crate::eval::compare::Comparison, a: &str, b: &str) -> String {
-    use crate::eval::compare::Better;
+/// A page's start, up to `<body>`: its title and the shared style. Nothing may load from
+/// elsewhere (the page is read from disk, often offline); `allow` adds to the policy.
+fn head(title: &str, allow: &str) -> String {
     let mut html =
         String::from("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
-    html.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n");
+    html.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    let sep = if allow.is_empty() { "" } else { "; " };
     let _ = writeln!(
         html,
-        "<title>summarize compare: {} vs {}</title>",
-        esc(a),
-        esc(b)
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'{sep}{allow}\">"
     );
+    let _ = writeln!(html, "<title>{}</title>", esc(title));
     html.push_str("<style>\n");
     html.push_str(CSS);
     html.push_str("</style>\n</head>\n<body>\n");
+    html
+}
+
+/// `summarize compare -f html`: the comparison of two runs as one self-contained page.
+pub fn compare_page(c: &crate::eval::compare::Comparison, a: &str, b: &str) -> String {
+    use crate::eval::compare::Better;
+    let mut html = head(&format!("summarize compare: {a} vs {b}"), "");
     let _ = writeln!(
         html,
         "<h1>summarize compare</h1>\n<p>A = {}<br>B = {}<br>{} paired records{}{}</p>",
@@ -269,7 +272,7 @@ pub fn load_texts(
             )
         })?;
         if let (Some(id), Some(t)) = (v["id"].as_str(), v["text"].as_str()) {
-            out.insert(id.to_string(), prefix(t, TEXT_CHARS));
+            out.insert(id.to_string(), text_start(t));
         }
     }
     if out.is_empty() {
@@ -337,6 +340,11 @@ fn script_json(v: &Value) -> String {
         .replace('&', "\\u0026")
         .replace('\u{2028}', "\\u2028")
         .replace('\u{2029}', "\\u2029")
+}
+
+/// What a record keeps of its document for the page (`text_start`): the first `TEXT_CHARS`.
+pub fn text_start(text: &str) -> String {
+    prefix(text, TEXT_CHARS)
 }
 
 fn prefix(s: &str, chars: usize) -> String {
