@@ -6,7 +6,7 @@ SHARED ?= ../shared
 BIN_DEBUG = $${CARGO_TARGET_DIR:-target}/debug/summarize
 BIN_RELEASE = $${CARGO_TARGET_DIR:-target}/release/summarize
 
-.PHONY: all build release run test lint lean unit extract-gate test-integration model bench-local bench-docs bench-extract bench-venv eval cv-extractive bench-rouge fuzz injection soak test-slurm clean
+.PHONY: all build release run test lint lean unit extract-gate test-integration model bench-local bench-docs bench-extract bench-venv eval cv-extractive bench-rouge fuzz injection soak test-slurm bench-scale clean
 
 all: build
 
@@ -110,6 +110,12 @@ test-slurm: build
 # Prompt injection: the share of summaries of tests/injection/ that obey the page (issue 13).
 injection: build model
 	scripts/injection.sh
+
+# Issue 10: peak RSS and docs/s for 10k, 100k and 1M URLs (SCALE_SIZES) against a loopback site,
+# and docs/s against a fixed-latency OpenAI-compatible server as a share of jobs/latency. A lean
+# release build (no engine); about 20 minutes on 2 cores. BASE_BIN=old-summarize adds ratios.
+bench-scale:
+	scripts/bench-scale.sh
 
 # summarize eval vs Python rouge-score on the same 150 CNN/DM pairs.
 bench-rouge: release

@@ -56,6 +56,7 @@ fn main() -> Result<()> {
             retries: 0,
             limiter: std::sync::Arc::new(summarize::ratelimit::RateLimiter::new(None, None)),
             concurrency: 1,
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
         };
         let started = Instant::now();
         let Backend::Local(local) =

@@ -382,6 +382,26 @@ pub struct SummarizeArgs {
     #[arg(long, value_name = "URL", action = clap::ArgAction::Append)]
     pub base_url: Vec<String>,
 
+    /// Send the model calls through the OpenAI Batch API (-b openai): half the price and no rate
+    /// limits, answered within 24 hours. The batch's state lives beside the -o report, so a
+    /// killed run, or a later one, attaches to the same batch instead of paying twice.
+    #[arg(long, requires = "output", conflicts_with = "batch_export")]
+    pub batch: bool,
+
+    /// Write the model requests as Batch JSONL to FILE instead of sending them, for an offline
+    /// engine that reads that format (vLLM's run-batch); bring its output back with --batch-import.
+    #[arg(long, value_name = "FILE", requires = "output")]
+    pub batch_export: Option<PathBuf>,
+
+    /// Answers to earlier --batch-export requests: a Batch API output or error file, or an
+    /// offline engine's results in that format. May be given several times.
+    #[arg(long, value_name = "FILE", requires = "output")]
+    pub batch_import: Vec<PathBuf>,
+
+    /// Seconds before the first poll of a batch; the wait doubles up to a minute.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub batch_poll: f64,
+
     /// Prompt: a built-in name (default, bullets, tldr, changelog) or a template file.
     #[arg(long, value_name = "NAME|FILE", default_value = "default")]
     pub prompt: String,

@@ -121,6 +121,21 @@ pub struct SummarizeConfig {
     pub tpm: Option<u64>,
     /// Reference summaries by record id, for ROUGE in the report.
     pub references: std::sync::Arc<crate::eval::references::References>,
+    /// `--batch`, `--batch-export`, `--batch-import`: model calls answered in batches.
+    pub batch: Option<BatchConfig>,
+}
+
+/// How the model calls of a batch run are answered.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// Through the Batch API of the server (`--batch`).
+    pub online: bool,
+    /// Requests still unanswered go to this file (`--batch-export`).
+    pub export: Option<PathBuf>,
+    /// Answers come from these files (`--batch-import`).
+    pub import: Vec<PathBuf>,
+    /// First wait between polls.
+    pub poll: Duration,
 }
 
 /// Backend selection with what each needs to connect.
@@ -401,7 +416,11 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
                 bail!("--base-url / OPENAI_BASE_URL is empty: give the server's URL, such as http://127.0.0.1:8080/v1");
             }
             let api_key = env.var("OPENAI_API_KEY").map(Secret::new);
+            // Requests written to a file for an offline engine need no key.
+            let offline =
+                !args.batch && (args.batch_export.is_some() || !args.batch_import.is_empty());
             if api_key.is_none()
+                && !offline
                 && base_urls
                     .iter()
                     .any(|u| u.starts_with("https://api.openai.com"))
@@ -472,7 +491,27 @@ pub fn for_summarize(args: &SummarizeArgs, env: &dyn Env) -> Result<Config> {
         "full" => Some(crate::prompt::Style::Full),
         other => bail!("invalid --prompt-style '{other}': use auto, small or full"),
     };
+    let batch = if args.batch || args.batch_export.is_some() || !args.batch_import.is_empty() {
+        if !matches!(backend, BackendConfig::OpenAi { .. }) {
+            bail!("--batch, --batch-export and --batch-import work with -b openai only");
+        }
+        if !(args.batch_poll.is_finite() && args.batch_poll > 0.0) {
+            bail!(
+                "invalid --batch-poll {}: use a positive number of seconds",
+                args.batch_poll
+            );
+        }
+        Some(BatchConfig {
+            online: args.batch,
+            export: args.batch_export.clone(),
+            import: args.batch_import.clone(),
+            poll: Duration::from_secs_f64(args.batch_poll),
+        })
+    } else {
+        None
+    };
     config.summarize = Some(SummarizeConfig {
+        batch,
         preselect: crate::preselect::Preselect::parse(&args.preselect)
             .map_err(anyhow::Error::msg)?,
         guard,

@@ -55,30 +55,255 @@ pub fn id_from_json(v: &serde_json::Value) -> Option<String> {
 /// File extensions searched for inside directories.
 const DOC_EXTENSIONS: &[&str] = &["html", "htm", "xhtml", "md", "markdown", "txt", "text"];
 
-/// Expands every input in order. `stdin` is read only when `-` is given.
+/// Expands every input in order into a vector, ids made unique. `stdin` is read only when
+/// `-` is given. Runs stream through `Inputs` instead; this is for the small lists of
+/// `merge --list` and tests.
 pub fn collect(inputs: &[String], lists: &[PathBuf], stdin: &mut dyn BufRead) -> Vec<Source> {
+    let inputs = Inputs::new(inputs, lists, stdin);
     let mut out = Vec::new();
-    for list in lists {
-        let label = list.display().to_string();
-        match std::fs::read(list) {
-            Ok(bytes) => parse_list_in(
-                &String::from_utf8_lossy(&bytes),
-                &label,
-                parent(list),
-                &mut out,
-            ),
-            Err(e) => out.push(invalid(
-                &label,
-                ErrorClass::NotFound,
-                format!("cannot read list '{label}': {e}"),
-            )),
-        }
-    }
-    for input in inputs {
-        expand(input, stdin, &mut out);
-    }
+    inputs.pass(&mut |s| out.push(s));
     make_ids_unique(&mut out);
     out
+}
+
+/// Where a run's documents come from, read again on each pass instead of held: a list of a
+/// million URLs costs a few lines of buffer, not a vector of a million sources. Standard input
+/// is spooled to a temporary file first (it can be read only once).
+pub struct Inputs {
+    inputs: Vec<String>,
+    lists: Vec<PathBuf>,
+    stdin: Option<Spool>,
+}
+
+/// Standard input copied to a temporary file, removed when the run ends.
+struct Spool {
+    path: PathBuf,
+    error: Option<String>,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Inputs {
+    pub fn new(inputs: &[String], lists: &[PathBuf], stdin: &mut dyn BufRead) -> Inputs {
+        let stdin = inputs.iter().any(|i| i == "-").then(|| spool(stdin));
+        Inputs {
+            inputs: inputs.to_vec(),
+            lists: lists.to_vec(),
+            stdin,
+        }
+    }
+
+    /// One pass over every input in order, ids as they come (see `Unique`).
+    pub fn pass(&self, emit: Emit) {
+        for list in &self.lists {
+            let label = list.display().to_string();
+            match std::fs::File::open(list) {
+                Ok(f) => parse_list_reader(std::io::BufReader::new(f), &label, parent(list), emit),
+                Err(e) => emit(invalid(
+                    &label,
+                    ErrorClass::NotFound,
+                    format!("cannot read list '{label}': {e}"),
+                )),
+            }
+        }
+        for input in &self.inputs {
+            if input == "-" {
+                let spool = self.stdin.as_ref().expect("spooled in new");
+                let read = std::fs::File::open(&spool.path).map_err(|e| e.to_string());
+                match (read, spool.error.clone()) {
+                    (Ok(f), None) => {
+                        parse_list_reader(std::io::BufReader::new(f), "stdin", Path::new("."), emit)
+                    }
+                    (Err(e), _) | (_, Some(e)) => emit(invalid(
+                        "-",
+                        ErrorClass::Io,
+                        format!("cannot read stdin: {e}"),
+                    )),
+                }
+            } else {
+                expand(input, emit);
+            }
+        }
+    }
+}
+
+fn spool(stdin: &mut dyn BufRead) -> Spool {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("summarize-stdin-{}-{n}", std::process::id()));
+    let copied = std::fs::File::create(&path).and_then(|f| {
+        let mut w = std::io::BufWriter::new(f);
+        std::io::copy(stdin, &mut w)?;
+        std::io::Write::flush(&mut w)
+    });
+    Spool {
+        path,
+        error: copied.err().map(|e| e.to_string()),
+    }
+}
+
+/// Where a pass sends each source.
+pub type Emit<'a> = &'a mut dyn FnMut(Source);
+
+/// Unique ids without holding every id: the same URL twice is two inputs whose ids differ by a
+/// `#N` suffix. A first pass marks ids seen before in a Bloom filter (about 1.8 bytes an input
+/// at a 0.1% false-positive rate); only those candidates are counted exactly on later passes.
+/// An id the filter never flagged occurred once, so the suffixes equal `make_ids_unique`'s.
+#[derive(Clone)]
+pub struct Unique {
+    candidates: HashMap<String, usize>,
+}
+
+impl Unique {
+    pub fn plan(inputs: &Inputs) -> (Unique, usize) {
+        let mut bloom = Bloom::default();
+        let mut candidates = HashMap::new();
+        let mut n = 0;
+        inputs.pass(&mut |s| {
+            n += 1;
+            if bloom.insert(&s.id) {
+                candidates.insert(s.id, 0);
+            }
+        });
+        (Unique { candidates }, n)
+    }
+
+    /// Fresh counts for another pass.
+    pub fn restart(&mut self) {
+        self.candidates.values_mut().for_each(|n| *n = 0);
+    }
+
+    pub fn apply(&mut self, s: &mut Source) {
+        if let Some(n) = self.candidates.get_mut(&s.id) {
+            *n += 1;
+            if *n > 1 {
+                s.id = format!("{}#{}", s.id, n);
+            }
+        }
+    }
+}
+
+/// The sources a run processes, streamed: unique ids, `--public-only` confinement, then a
+/// filter (the shard, what `--resume` keeps). `count` is a pass that only counts; `spawn`
+/// produces them on a thread into a bounded channel, so memory holds a buffer, not the list.
+#[derive(Clone)]
+pub struct Stream {
+    inputs: std::sync::Arc<Inputs>,
+    unique: Unique,
+    confine: bool,
+    keep: std::sync::Arc<dyn Fn(&Source) -> bool + Send + Sync>,
+}
+
+impl Stream {
+    pub fn new(
+        inputs: Inputs,
+        unique: Unique,
+        confine: bool,
+        keep: Box<dyn Fn(&Source) -> bool + Send + Sync>,
+    ) -> Stream {
+        Stream {
+            inputs: std::sync::Arc::new(inputs),
+            unique,
+            confine,
+            keep: keep.into(),
+        }
+    }
+
+    fn pass(&mut self, emit: Emit) {
+        self.unique.restart();
+        let (unique, confine_on, keep) = (&mut self.unique, self.confine, &self.keep);
+        self.inputs.pass(&mut |mut s| {
+            unique.apply(&mut s);
+            if confine_on {
+                confine(&mut s);
+            }
+            if keep(&s) {
+                emit(s)
+            }
+        });
+    }
+
+    /// The same stream with a further filter.
+    pub fn and_then(self, also: Box<dyn Fn(&Source) -> bool + Send + Sync>) -> Stream {
+        let keep = self.keep;
+        Stream {
+            keep: std::sync::Arc::new(move |s| keep(s) && also(s)),
+            ..self
+        }
+    }
+
+    /// How many sources a pass yields.
+    pub fn count(&mut self) -> usize {
+        let mut n = 0;
+        self.pass(&mut |_| n += 1);
+        n
+    }
+
+    /// Every source in order, from a thread, at most `buffer` ahead of the reader.
+    pub fn spawn(mut self, buffer: usize) -> tokio::sync::mpsc::Receiver<Source> {
+        let (tx, rx) = tokio::sync::mpsc::channel(buffer.max(1));
+        std::thread::Builder::new()
+            .name("inputs".into())
+            .spawn(move || {
+                let mut open = true;
+                self.pass(&mut |s| {
+                    // The run stopped reading (interrupted, broken pipe): stop expanding.
+                    open = open && tx.blocking_send(s).is_ok();
+                });
+            })
+            .expect("spawn the input thread");
+        rx
+    }
+}
+
+/// A scalable Bloom filter: layers of doubling size, each at a 0.1% false-positive rate.
+#[derive(Default)]
+struct Bloom {
+    layers: Vec<(Vec<u64>, usize, usize)>, // bits, items, capacity
+}
+
+impl Bloom {
+    const HASHES: u64 = 10;
+
+    /// Adds `key`; true when it may have been added before.
+    fn insert(&mut self, key: &str) -> bool {
+        use std::hash::{Hash, Hasher};
+        let hash = |seed: u64| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            seed.hash(&mut h);
+            key.hash(&mut h);
+            h.finish()
+        };
+        let (h1, h2) = (hash(1), hash(2) | 1);
+        let len_bits = |bits: &Vec<u64>| bits.len() as u64 * 64;
+        let seen = self.layers.iter().any(|(bits, _, _)| {
+            (0..Self::HASHES).all(|i| {
+                let b = h1.wrapping_add(i.wrapping_mul(h2)) % len_bits(bits);
+                bits[(b / 64) as usize] & (1 << (b % 64)) != 0
+            })
+        });
+        if seen {
+            return true;
+        }
+        if self.layers.last().is_none_or(|(_, n, cap)| n >= cap) {
+            let cap = self.layers.last().map_or(1 << 14, |(_, _, cap)| cap * 2);
+            // 14.4 bits an item for 0.1% with 10 hashes.
+            let words = (cap * 15).div_ceil(64);
+            self.layers.push((vec![0u64; words], 0, cap));
+        }
+        let (bits, n, _) = self.layers.last_mut().expect("a layer");
+        let len = bits.len() as u64 * 64;
+        for i in 0..Self::HASHES {
+            let b = h1.wrapping_add(i.wrapping_mul(h2)) % len;
+            bits[(b / 64) as usize] |= 1 << (b % 64);
+        }
+        *n += 1;
+        false
+    }
 }
 
 fn invalid(display: &str, class: ErrorClass, message: String) -> Source {
@@ -124,29 +349,12 @@ pub fn parse_http_url(s: &str) -> Option<Url> {
     Url::parse(s).ok().filter(|u| u.host_str().is_some())
 }
 
-fn expand(input: &str, stdin: &mut dyn BufRead, out: &mut Vec<Source>) {
-    if input == "-" {
-        let mut text = String::new();
-        let mut buf = Vec::new();
-        match stdin.read_to_end(&mut buf) {
-            Ok(_) => text.push_str(&String::from_utf8_lossy(&buf)),
-            Err(e) => {
-                out.push(invalid(
-                    "-",
-                    ErrorClass::Io,
-                    format!("cannot read stdin: {e}"),
-                ));
-                return;
-            }
-        }
-        parse_list(&text, "stdin", out);
-        return;
-    }
+fn expand(input: &str, out: Emit) {
     let lower = input.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
         match parse_http_url(input) {
-            Some(url) => out.push(from_url(url)),
-            None => out.push(invalid(
+            Some(url) => out(from_url(url)),
+            None => out(invalid(
                 input,
                 ErrorClass::InvalidInput,
                 format!("'{input}' is not a valid URL; check for typos or quote it in the shell"),
@@ -162,7 +370,7 @@ fn expand(input: &str, stdin: &mut dyn BufRead, out: &mut Vec<Source>) {
     } else if input.contains(['*', '?', '[']) {
         expand_glob(input, out);
     } else {
-        out.push(invalid(
+        out(invalid(
             input,
             ErrorClass::NotFound,
             format!("'{input}' is not a URL, file or directory; URLs need http:// or https://"),
@@ -170,7 +378,7 @@ fn expand(input: &str, stdin: &mut dyn BufRead, out: &mut Vec<Source>) {
     }
 }
 
-fn expand_file(path: &Path, out: &mut Vec<Source>) {
+fn expand_file(path: &Path, out: Emit) {
     let ext = extension(path);
     if ext == "jsonl" {
         parse_jsonl_file(path, out);
@@ -179,10 +387,10 @@ fn expand_file(path: &Path, out: &mut Vec<Source>) {
     if !matches!(ext.as_str(), "html" | "htm" | "xhtml" | "md" | "markdown") {
         match sniff_list(path) {
             Sniff::List => {
-                // Read whole, whatever its size: a list of 200,000 URLs is still a list.
-                if let Ok(bytes) = std::fs::read(path) {
-                    let text = String::from_utf8_lossy(&bytes);
-                    parse_list_in(&text, &path.display().to_string(), parent(path), out);
+                // Read line by line, whatever its size: a list of 200,000 URLs is still a list.
+                if let Ok(f) = std::fs::File::open(path) {
+                    let label = path.display().to_string();
+                    parse_list_reader(std::io::BufReader::new(f), &label, parent(path), out);
                     return;
                 }
             }
@@ -193,7 +401,7 @@ fn expand_file(path: &Path, out: &mut Vec<Source>) {
             Sniff::Document => {}
         }
     }
-    out.push(from_path(path.to_path_buf()));
+    out(from_path(path.to_path_buf()));
 }
 
 /// What the start of a file says it is.
@@ -288,42 +496,64 @@ fn list_entries(text: &str) -> impl Iterator<Item = &str> {
 
 /// Parses a URL/path list: one entry per line, `#` comments and blank lines skipped.
 pub fn parse_list(text: &str, label: &str, out: &mut Vec<Source>) {
-    parse_list_in(text, label, Path::new("."), out)
+    parse_list_reader(text.as_bytes(), label, Path::new("."), &mut |s| out.push(s))
 }
 
-/// `parse_list` for a list file in `base` (see `resolve`).
-pub fn parse_list_in(text: &str, label: &str, base: &Path, out: &mut Vec<Source>) {
-    for (lineno, raw) in text.lines().enumerate() {
-        // ` #` starts a trailing comment; a `#` inside a URL is its fragment.
-        let line = raw.split(" #").next().unwrap_or("");
-        let line = line.trim().trim_start_matches('\u{feff}');
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if let Some(url) = parse_http_url(line) {
-            out.push(from_url(url));
-            continue;
-        }
-        let first = out.len();
-        match resolve(line, base) {
-            Some(path) if path.is_dir() => walk_dir(&path, out),
-            Some(path) => out.push(from_path(path)),
-            None => {
-                let candidate = base.join(line);
-                let what = if candidate.symlink_metadata().is_ok() {
-                    "a symlink that leads nowhere (a loop or a dangling link)"
-                } else {
-                    "neither an http(s) URL nor an existing path"
-                };
-                out.push(invalid(
-                    line,
-                    ErrorClass::InvalidInput,
-                    format!("{label} line {}: '{line}' is {what}", lineno + 1),
-                ))
+/// `parse_list` reading line by line, for a list file in `base` (see `resolve`).
+pub fn parse_list_reader(reader: impl BufRead, label: &str, base: &Path, out: Emit) {
+    let mut reader = reader;
+    let mut buf = Vec::new();
+    let mut lineno = 0;
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                out(invalid(
+                    label,
+                    ErrorClass::Io,
+                    format!("cannot read '{label}' after line {lineno}: {e}"),
+                ));
+                break;
             }
         }
-        for s in &mut out[first..] {
-            s.list_dir = Some(base.to_path_buf());
+        lineno += 1;
+        let raw = String::from_utf8_lossy(&buf);
+        list_line(&raw, lineno, label, base, out);
+    }
+}
+
+fn list_line(raw: &str, lineno: usize, label: &str, base: &Path, out: Emit) {
+    // ` #` starts a trailing comment; a `#` inside a URL is its fragment.
+    let line = raw.split(" #").next().unwrap_or("");
+    let line = line.trim().trim_start_matches('\u{feff}');
+    if line.is_empty() || line.starts_with('#') {
+        return;
+    }
+    if let Some(url) = parse_http_url(line) {
+        out(from_url(url));
+        return;
+    }
+    let mut in_list = |mut s: Source| {
+        s.list_dir = Some(base.to_path_buf());
+        out(s)
+    };
+    match resolve(line, base) {
+        Some(path) if path.is_dir() => walk_dir(&path, &mut in_list),
+        Some(path) => in_list(from_path(path)),
+        None => {
+            let candidate = base.join(line);
+            let what = if candidate.symlink_metadata().is_ok() {
+                "a symlink that leads nowhere (a loop or a dangling link)"
+            } else {
+                "neither an http(s) URL nor an existing path"
+            };
+            in_list(invalid(
+                line,
+                ErrorClass::InvalidInput,
+                format!("{label} line {lineno}: '{line}' is {what}"),
+            ))
         }
     }
 }
@@ -331,29 +561,27 @@ pub fn parse_list_in(text: &str, label: &str, base: &Path, out: &mut Vec<Source>
 /// `--public-only`: a file named by a list (or a JSONL file) must lie inside that list's
 /// folder, after symlinks are followed; one that does not becomes an `invalid_input` record.
 /// A list from someone else then cannot read `/etc/passwd` or `../../secrets`.
-pub fn confine(sources: &mut [Source]) {
-    for s in sources {
-        let (SourceKind::Path(path), Some(dir)) = (&s.kind, &s.list_dir) else {
-            continue;
+pub fn confine(s: &mut Source) {
+    let (SourceKind::Path(path), Some(dir)) = (&s.kind, &s.list_dir) else {
+        return;
+    };
+    let (Ok(real), Ok(root)) = (path.canonicalize(), dir.canonicalize()) else {
+        return; // reading it reports the problem
+    };
+    if !real.starts_with(&root) {
+        s.kind = SourceKind::Invalid {
+            class: ErrorClass::InvalidInput,
+            message: format!(
+                "'{}' is outside the folder of the list that names it ('{}'): with --public-only a list may name only files in its own folder; move the file there or drop --public-only",
+                s.display,
+                dir.display()
+            ),
         };
-        let (Ok(real), Ok(root)) = (path.canonicalize(), dir.canonicalize()) else {
-            continue; // reading it reports the problem
-        };
-        if !real.starts_with(&root) {
-            s.kind = SourceKind::Invalid {
-                class: ErrorClass::InvalidInput,
-                message: format!(
-                    "'{}' is outside the folder of the list that names it ('{}'): with --public-only a list may name only files in its own folder; move the file there or drop --public-only",
-                    s.display,
-                    dir.display()
-                ),
-            };
-        }
     }
 }
 
-fn walk_dir(dir: &Path, out: &mut Vec<Source>) {
-    let before = out.len();
+fn walk_dir(dir: &Path, out: Emit) {
+    let mut found = 0;
     let walker = walkdir::WalkDir::new(dir)
         .follow_links(true)
         .sort_by_file_name();
@@ -369,7 +597,8 @@ fn walk_dir(dir: &Path, out: &mut Vec<Source>) {
                     tracing::debug!(path = %e.path().display(), "skipping a URL list inside a directory");
                     continue;
                 }
-                out.push(from_path(e.into_path()));
+                found += 1;
+                out(from_path(e.into_path()));
             }
             Ok(_) => {}
             Err(e) => {
@@ -377,7 +606,7 @@ fn walk_dir(dir: &Path, out: &mut Vec<Source>) {
                     .path()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| dir.display().to_string());
-                out.push(invalid(
+                out(invalid(
                     &shown,
                     ErrorClass::Io,
                     format!("cannot read '{shown}': {e}"),
@@ -385,9 +614,9 @@ fn walk_dir(dir: &Path, out: &mut Vec<Source>) {
             }
         }
     }
-    if out.len() == before {
+    if found == 0 {
         let shown = dir.display().to_string();
-        out.push(invalid(
+        out(invalid(
             &shown,
             ErrorClass::NotFound,
             format!("directory '{shown}' holds no HTML, Markdown or text files"),
@@ -395,11 +624,11 @@ fn walk_dir(dir: &Path, out: &mut Vec<Source>) {
     }
 }
 
-fn expand_glob(pattern: &str, out: &mut Vec<Source>) {
+fn expand_glob(pattern: &str, out: Emit) {
     let paths = match glob::glob(pattern) {
         Ok(paths) => paths,
         Err(e) => {
-            out.push(invalid(
+            out(invalid(
                 pattern,
                 ErrorClass::InvalidInput,
                 format!("invalid glob '{pattern}': {e}"),
@@ -413,7 +642,7 @@ fn expand_glob(pattern: &str, out: &mut Vec<Source>) {
         .collect();
     files.sort();
     if files.is_empty() {
-        out.push(invalid(
+        out(invalid(
             pattern,
             ErrorClass::NotFound,
             format!("glob '{pattern}' matched no files"),
@@ -440,12 +669,12 @@ struct JsonlRecord {
     reference: Option<String>,
 }
 
-fn parse_jsonl_file(path: &Path, out: &mut Vec<Source>) {
+fn parse_jsonl_file(path: &Path, out: Emit) {
     let label = path.display().to_string();
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            out.push(invalid(
+            out(invalid(
                 &label,
                 ErrorClass::Io,
                 format!("cannot read '{label}': {e}"),
@@ -459,7 +688,7 @@ fn parse_jsonl_file(path: &Path, out: &mut Vec<Source>) {
         let line = match line {
             Ok(l) => l,
             Err(e) => {
-                out.push(invalid(
+                out(invalid(
                     &at,
                     ErrorClass::Io,
                     format!("{at}: cannot read line: {e}"),
@@ -470,7 +699,7 @@ fn parse_jsonl_file(path: &Path, out: &mut Vec<Source>) {
         if line.trim().is_empty() {
             continue;
         }
-        out.push(jsonl_source(&line, &at, base_dir));
+        out(jsonl_source(&line, &at, base_dir));
     }
 }
 
@@ -561,6 +790,54 @@ mod tests {
     fn collect_str(inputs: &[&str], stdin: &str) -> Vec<Source> {
         let inputs: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
         collect(&inputs, &[], &mut stdin.as_bytes())
+    }
+
+    /// Issue 10: the streamed ids (Bloom-flagged candidates counted exactly) equal the ids of
+    /// the whole-vector rule, on a list with repeats, triples and 60,000 distinct URLs (past the
+    /// first Bloom layer, so a second layer is used).
+    #[test]
+    fn issue10_streamed_ids_equal_the_collected_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("urls.txt");
+        let mut text = String::new();
+        for i in 0..60_000 {
+            text.push_str(&format!("https://site.example/doc/{i}\n"));
+            if i % 997 == 0 {
+                text.push_str("https://site.example/doc/7\n");
+            }
+        }
+        std::fs::write(&list, &text).unwrap();
+        let args = [list.display().to_string()];
+        let collected = collect(&args, &[], &mut "".as_bytes());
+        let inputs = Inputs::new(&args, &[], &mut "".as_bytes());
+        let (unique, n) = Unique::plan(&inputs);
+        assert_eq!(n, collected.len());
+        let mut stream = Stream::new(inputs, unique, false, Box::new(|_| true));
+        assert_eq!(stream.count(), collected.len());
+        let mut streamed = Vec::new();
+        stream.pass(&mut |s| streamed.push(s.id));
+        let ids: Vec<String> = collected.into_iter().map(|s| s.id).collect();
+        assert_eq!(streamed, ids);
+        assert!(ids.contains(&"https://site.example/doc/7#62".to_string()));
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
+
+    /// Standard input is spooled once and read on every pass.
+    #[test]
+    fn issue10_stdin_is_read_once_and_passed_over_again() {
+        let inputs = Inputs::new(
+            &["-".to_string()],
+            &[],
+            &mut "https://a.example/\nhttps://b.example/\nhttps://a.example/\n".as_bytes(),
+        );
+        let (unique, n) = Unique::plan(&inputs);
+        assert_eq!(n, 3);
+        let mut stream = Stream::new(inputs, unique, false, Box::new(|s| !s.id.contains('b')));
+        assert_eq!(stream.count(), 2);
+        let mut ids = Vec::new();
+        stream.pass(&mut |s| ids.push(s.id));
+        assert_eq!(ids, ["https://a.example/", "https://a.example/#2"]);
     }
 
     #[test]

@@ -177,62 +177,72 @@ async fn run(config: Config) -> Result<Exit> {
         }
         None => None,
     };
-    let mut sources = input::collect(&inputs, &config.lists, &mut std::io::stdin().lock());
-    if config.fetch.address == summarize::address::Policy::PublicOnly {
-        input::confine(&mut sources);
-    }
+    // The inputs are read in passes, never held: one marks repeated ids, one counts what this
+    // run will do, one feeds the pipeline.
+    let inputs = input::Inputs::new(&inputs, &config.lists, &mut std::io::stdin().lock());
+    let (unique, listed) = input::Unique::plan(&inputs);
     // A job array's share of the inputs, before --resume looks at what is done.
-    if let Some(shard) =
-        summarize::shard::resolve(config.shard.as_deref(), config.shards, &ProcessEnv)?
-    {
-        let before = sources.len();
-        sources.retain(|s| shard.keeps(&s.id));
+    let shard = summarize::shard::resolve(config.shard.as_deref(), config.shards, &ProcessEnv)?;
+    let confine = config.fetch.address == summarize::address::Policy::PublicOnly;
+    let shard_info = shard.as_ref().map(|s| (s.index, s.count));
+    let mut in_shard = input::Stream::new(
+        inputs,
+        unique,
+        confine,
+        Box::new(move |s| shard.as_ref().is_none_or(|sh| sh.keeps(&s.id))),
+    );
+    let shard_total = if shard_info.is_some() {
+        in_shard.count()
+    } else {
+        listed
+    };
+    if let Some((index, count)) = shard_info {
         if !config.quiet {
             eprintln!(
-                "summarize: shard {} of {} (0-based): {} of {} inputs",
-                shard.index,
-                shard.count,
-                sources.len(),
-                before
+                "summarize: shard {index} of {count} (0-based): {shard_total} of {listed} inputs"
             );
         }
     }
-    let sink = if config.resume {
+    let batched = config.summarize.as_ref().is_some_and(|s| s.batch.is_some());
+    let (sources, sink) = if config.resume {
         let path = config
             .output
             .as_deref()
             .expect("clap requires --output with --resume");
         let kept = report::prepare_resume(path)?;
-        let before = sources.len();
-        sources.retain(|s| !kept.contains(&s.id));
+        let kept_n = kept.len();
+        let mut sources = in_shard.and_then(Box::new(move |s| !kept.contains(&s.id)));
+        let to_run = sources.count();
         if !config.quiet {
             eprintln!(
-                "summarize: resuming: {} finished records kept, {} of {} inputs to run",
-                kept.len(),
-                sources.len(),
-                before
+                "summarize: resuming: {kept_n} finished records kept, {to_run} of {shard_total} inputs to run"
             );
         }
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot append to '{}'", path.display()))?;
-        Sink::new(Box::new(std::io::BufWriter::new(file)), config.format)
+        let sink = if batched {
+            None // the last pass of a batch run appends its records
+        } else {
+            Some(append_sink(path, config.format)?)
+        };
+        ((sources, to_run), sink)
+    } else if batched {
+        ((in_shard, shard_total), None)
     } else {
-        open_sink(&config)?
+        ((in_shard, shard_total), Some(open_sink(&config, None)?))
     };
+    let total = sources.1;
     let cache = config.cache_dir.clone().map(Cache::new);
     // Inputs are fetched under the address policy; model backends (often on 127.0.0.1) are not.
     let fetch_client = fetch::build_client(config.fetch.timeout, Some(config.fetch.address))?;
     let fetcher = Fetcher::new(fetch_client, config.fetch.clone(), cache.clone());
     let backend = match &config.summarize {
-        Some(s) if !sources.is_empty() => {
+        Some(s) if total > 0 => {
             let calls = CallSettings {
                 // A model call takes longer than a page fetch; give it at least two minutes.
                 timeout: config.fetch.timeout.max(Duration::from_secs(120)),
                 retries: config.fetch.retries,
                 limiter: Arc::new(RateLimiter::new(s.rpm, s.tpm)),
                 concurrency: config.jobs,
+                slots: Arc::new(tokio::sync::Semaphore::new(config.jobs)),
             };
             let client = fetch::build_client(config.fetch.timeout, None)?;
             Some(Backend::connect(s, client, calls).await?)
@@ -246,7 +256,29 @@ async fn run(config: Config) -> Result<Exit> {
         .summarize
         .as_ref()
         .map_or("none", |s| s.backend.name());
-    let outcome = pipeline::run(config, sources, fetcher, backend, cache, sink).await?;
+    let backend = backend.map(Arc::new);
+    let outcome = match sink {
+        Some(sink) => pipeline::run(config, sources, fetcher, backend, cache, sink).await?,
+        None => match backend {
+            // Nothing to run: the report is written as an ordinary run writes it.
+            None => {
+                let sink = match (&config.output, config.resume) {
+                    (Some(path), true) => append_sink(path, config.format)?,
+                    _ => open_sink(&config, None)?,
+                };
+                pipeline::run(config, sources, fetcher, None, cache, sink).await?
+            }
+            Some(backend) => {
+                let backend = Arc::try_unwrap(backend).expect("one owner before the run");
+                let report_config = config.clone();
+                let open = move |path: &std::path::Path| open_sink(&report_config, Some(path));
+                match pipeline::run_batch(config, sources, fetcher, backend, cache, open).await? {
+                    Some(outcome) => outcome,
+                    None => return Ok(Exit::Success), // requests exported; no report yet
+                }
+            }
+        },
+    };
     if !quiet {
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(outcome.stats.render().as_bytes());
@@ -549,8 +581,18 @@ fn write_stdout(bytes: &[u8]) -> Result<Exit> {
     }
 }
 
-fn open_sink(config: &Config) -> Result<Sink> {
-    let out: Box<dyn Write + Send> = match &config.output {
+/// `--resume`'s writer: after the records kept.
+fn append_sink(path: &std::path::Path, format: summarize::cli::Format) -> Result<Sink> {
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot append to '{}'", path.display()))?;
+    Ok(Sink::new(Box::new(std::io::BufWriter::new(file)), format))
+}
+
+/// The report's writer: at `--output`, or at `path` instead (a batch run's partial report).
+fn open_sink(config: &Config, path: Option<&std::path::Path>) -> Result<Sink> {
+    let out: Box<dyn Write + Send> = match path.or(config.output.as_deref()) {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create the report file '{}'; check that its folder exists and is writable", path.display()))?;

@@ -56,14 +56,13 @@ struct Prepared {
 /// Runs every source and writes one record per source, in order.
 pub async fn run(
     config: Config,
-    sources: Vec<Source>,
+    (sources, total): (crate::input::Stream, usize),
     fetcher: Fetcher,
-    backend: Option<Backend>,
+    backend: Option<Arc<Backend>>,
     cache: Option<Cache>,
     mut sink: Sink,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let total = sources.len();
     let mut progress = Progress::new(
         config.progress,
         config.quiet,
@@ -78,21 +77,41 @@ pub async fn run(
     let ctx = Arc::new(Ctx {
         config,
         fetcher,
-        backend: backend.map(Arc::new),
+        backend,
         cache,
         auth_failed: AtomicBool::new(false),
     });
     let mut stats = StatsCollector::new(total);
     let jobs = ctx.config.jobs;
+    // A model backend holds at most `jobs` calls in flight (CallSettings::slots); twice as many
+    // documents in process keep those slots busy while others fetch, extract and check.
+    let in_process = if ctx.backend.as_ref().is_some_and(|b| b.cacheable()) {
+        jobs.saturating_mul(2)
+    } else {
+        jobs
+    };
     // Records finished ahead of an earlier, slower one wait here to keep the report in input
     // order. The buffer is bounded: past `reorder_cap` waiting records no new input starts
     // until the slow one is done, so memory does not grow with the run behind a stalled page.
     let reorder_cap = jobs.saturating_mul(16).max(256);
-    let mut queue = sources.into_iter().enumerate();
+    let mut queue = sources.spawn(reorder_cap);
+    let mut queued = 0;
     let mut results = futures::stream::FuturesUnordered::new();
+    // Each document is its own task, so the CPU work of many (guard, scoring, parsing replies)
+    // runs on every runtime thread, not inside this loop's one.
     let start = |(i, source): (usize, Source)| {
         let ctx = ctx.clone();
-        async move { (i, process(&ctx, &source).await) }
+        let mut task = AbortOnDrop(tokio::spawn(async move { process(&ctx, &source).await }));
+        async move {
+            let record = match (&mut task.0).await {
+                Ok(record) => record,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => {
+                    unreachable!("document tasks are aborted only when the run is dropped: {e}")
+                }
+            };
+            (i, record)
+        }
     };
 
     let mut pending: BTreeMap<usize, Map<String, Value>> = BTreeMap::new();
@@ -102,9 +121,12 @@ pub async fn run(
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        while results.len() < jobs && pending.len() < reorder_cap {
-            match queue.next() {
-                Some(item) => results.push(start(item)),
+        while results.len() < in_process && pending.len() < reorder_cap {
+            match queue.recv().await {
+                Some(source) => {
+                    results.push(start((queued, source)));
+                    queued += 1;
+                }
                 None => break,
             }
         }
@@ -181,6 +203,135 @@ pub async fn run(
         auth_failed: ctx.auth_failed.load(Ordering::SeqCst),
         broken_pipe,
     })
+}
+
+/// A document's task, stopped when the run stops waiting for it (an interrupt, a broken pipe),
+/// as a future dropped mid-way would be.
+struct AbortOnDrop(tokio::task::JoinHandle<Map<String, Value>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A batch run (`--batch`, `--batch-export`, `--batch-import`): passes over the inputs until
+/// every model request has its answer (see backend/batch.rs). Each pass writes a partial
+/// report in the batch's state folder; the one that leaves nothing pending becomes the report.
+/// `None` when the requests were exported for an offline engine (no report yet).
+pub async fn run_batch(
+    config: Config,
+    (sources, total): (crate::input::Stream, usize),
+    fetcher: Fetcher,
+    mut backend: Backend,
+    cache: Option<Cache>,
+    open_report: impl Fn(&Path) -> anyhow::Result<Sink>,
+) -> anyhow::Result<Option<Outcome>> {
+    use crate::backend::batch;
+    let settings = config
+        .summarize
+        .as_ref()
+        .and_then(|s| s.batch.clone())
+        .expect("a batch run has batch settings");
+    let output = config
+        .output
+        .clone()
+        .expect("clap requires -o for a batch run");
+    let book = Arc::new(batch::Book::default());
+    let mut store = batch::Store::open(batch::state_dir(&output), &book)?;
+    let openai = backend
+        .openai_mut()
+        .expect("config allows batches for -b openai only");
+    openai.answer_from(book.clone());
+    let client = openai.batch_client(settings.poll, config.quiet);
+    let say = |line: String| {
+        if !config.quiet {
+            eprintln!("summarize: {line}");
+        }
+    };
+    if !settings.import.is_empty() {
+        let n = batch::import(&book, &store, &settings.import)?;
+        say(format!("batch: {n} answers imported"));
+    }
+    let backend = Arc::new(backend);
+    let partial = store.dir().join("report.partial");
+    let started = Instant::now();
+    // A document takes a round per level of reduction, and transient failures a round per
+    // retry; past this many something keeps asking anew.
+    let max_passes = 4 + chunk_levels() + config.fetch.retries as usize;
+    for pass in 1..=max_passes {
+        let mut quiet = config.clone();
+        quiet.quiet = true;
+        say(format!(
+            "batch: pass {pass} over {total} inputs ({} answers at hand)",
+            book.answered()
+        ));
+        let sink = open_report(&partial)?;
+        let outcome = run(
+            quiet,
+            (sources.clone(), total),
+            fetcher.clone(),
+            Some(backend.clone()),
+            cache.clone(),
+            sink,
+        )
+        .await?;
+        if outcome.interrupted || outcome.auth_failed {
+            let _ = std::fs::remove_file(&partial);
+            return Ok(Some(outcome));
+        }
+        if book.pending() == 0 {
+            if config.resume {
+                let mut out = std::fs::OpenOptions::new().append(true).open(&output)?;
+                std::io::copy(&mut std::fs::File::open(&partial)?, &mut out)?;
+                std::io::Write::flush(&mut out)?;
+            } else {
+                std::fs::rename(&partial, &output).map_err(|e| {
+                    anyhow::anyhow!("cannot move the report into '{}': {e}", output.display())
+                })?;
+            }
+            store.remove();
+            // The run took every pass and every wait, not only the last pass.
+            let mut outcome = outcome;
+            let elapsed = started.elapsed().as_secs_f64();
+            let done = (outcome.stats.ok + outcome.stats.error) as f64;
+            outcome.stats.elapsed_s = elapsed;
+            outcome.stats.docs_per_min = if elapsed > 0.0 {
+                done * 60.0 / elapsed
+            } else {
+                0.0
+            };
+            return Ok(Some(outcome));
+        }
+        let _ = std::fs::remove_file(&partial);
+        if settings.online {
+            client
+                .round(&book, &mut store, config.fetch.retries + 1)
+                .await?;
+        } else if let Some(path) = &settings.export {
+            let n = batch::export(&book, path)?;
+            say(format!(
+                "batch: wrote {n} requests to '{}'; run them (for example with vLLM's run-batch), then run this command again with --batch-import RESULTS.jsonl (answers imported so far are kept in '{}')",
+                path.display(),
+                store.dir().display()
+            ));
+            return Ok(None);
+        } else {
+            anyhow::bail!(
+                "{} model requests have no answer in the --batch-import files (a further round of a long document, or other inputs): add --batch-export FILE to write them",
+                book.pending()
+            );
+        }
+    }
+    anyhow::bail!(
+        "the batch run still had unanswered requests after {max_passes} passes; the answers so far are kept in '{}': run it again to go on",
+        store.dir().display()
+    )
+}
+
+/// Levels of map-reduce a long document can take.
+fn chunk_levels() -> usize {
+    crate::backend::MAX_DEPTH
 }
 
 fn ms(d: Duration) -> u64 {
@@ -266,15 +417,20 @@ async fn summary_record(
             } else {
                 let t = Instant::now();
                 let title = p.extracted.title.as_deref().unwrap_or("");
-                let r = summarize_cached(
-                    ctx,
-                    backend,
-                    title,
-                    &p.extracted.text,
-                    config,
-                    &mut rec.cache_hit,
-                )
-                .await;
+                // A batch run names each model request after its record (`custom_id`).
+                let r = crate::backend::batch::DOC
+                    .scope(
+                        source.id.clone(),
+                        summarize_cached(
+                            ctx,
+                            backend,
+                            title,
+                            &p.extracted.text,
+                            config,
+                            &mut rec.cache_hit,
+                        ),
+                    )
+                    .await;
                 let elapsed = ms(t.elapsed());
                 // Waiting for the engine or the rate limiter is not summarizing.
                 let queued = r.as_ref().map_or(0, |s| s.queue_ms).min(elapsed);
@@ -442,6 +598,9 @@ async fn summarize_cached(
         });
     }
     let summary = backend.summarize(title, text, config).await?;
+    if summary.text.contains(crate::backend::batch::PENDING) {
+        return Ok(summary); // a batch run's placeholder, not a summary
+    }
     cache.put_summary(
         &key,
         &crate::cache::CachedSummary {

@@ -2182,3 +2182,726 @@ fn replicas_share_requests_and_survive_one_failing() {
         "the second replica served some"
     );
 }
+
+/// One raw HTTP/1.1 exchange with a test server (no client library between the test and the
+/// wire): `(status, body)`. A body is sent chunked when `chunked`, else with Content-Length.
+fn raw_http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    chunked: bool,
+) -> (u16, Vec<u8>) {
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if chunked {
+        head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+        conn.write_all(head.as_bytes()).unwrap();
+        for piece in body.chunks(37) {
+            conn.write_all(format!("{:x};ext=1\r\n", piece.len()).as_bytes())
+                .unwrap();
+            conn.write_all(piece).unwrap();
+            conn.write_all(b"\r\n").unwrap();
+        }
+        conn.write_all(b"0\r\nX-Trailer: ignored\r\n\r\n").unwrap();
+    } else {
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        conn.write_all(head.as_bytes()).unwrap();
+        conn.write_all(body).unwrap();
+    }
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = String::from_utf8_lossy(&raw[..split])
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (status, raw[split + 4..].to_vec())
+}
+
+/// The in-test OpenAI Files and Batches server (tests/common/batch.rs) follows the documented
+/// flow, driven over raw HTTP: upload (multipart, sent chunked) → create → polls through
+/// validating, in_progress and finalizing → completed → output file; a batch whose input has a
+/// duplicate custom_id fails validation; one expires part-way (the rest in the error file); one
+/// is cancelled; the refusals (no key, wrong purpose, endpoint, window, unknown file) are
+/// OpenAI-shaped.
+#[test]
+fn batch_test_server_follows_the_documented_flow() {
+    use common::batch::{default_summary, BatchOptions, BatchServer, LineReply, Terminal};
+
+    let server = BatchServer::start(BatchOptions {
+        polls_before_done: 3,
+        terminal: Box::new(|n| match n {
+            2 => Terminal::Expired { done: 1 },
+            _ => Terminal::Completed,
+        }),
+        respond: Box::new(|custom_id, body| match custom_id {
+            "doc-3" => LineReply::status(
+                429,
+                "requests",
+                "rate_limit_exceeded",
+                "Rate limit reached for gpt-4o-mini.",
+            ),
+            _ => LineReply::Content(default_summary(body)),
+        }),
+        ..BatchOptions::default()
+    });
+    let base = server.base_url();
+    assert!(
+        base.starts_with("http://127.0.0.1:") && base.ends_with("/v1"),
+        "{base}"
+    );
+    let addr = server.server.addr;
+    let auth = ("Authorization", "Bearer sk-test");
+    let json_type = ("Content-Type", "application/json");
+    let call = |method: &str, path: &str, body: Option<Value>| -> (u16, Value) {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let (status, bytes) = raw_http(
+            addr,
+            method,
+            path,
+            &[auth, json_type],
+            body.as_bytes(),
+            false,
+        );
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    };
+    let is_openai_error = |v: &Value| {
+        let e = &v["error"];
+        e["message"].is_string()
+            && e["type"].is_string()
+            && e.get("param").is_some()
+            && e.get("code").is_some()
+    };
+
+    // Every request needs a key.
+    let (status, bytes) = raw_http(addr, "GET", "/v1/models", &[], b"", false);
+    assert_eq!(status, 401);
+    assert!(is_openai_error(&serde_json::from_slice(&bytes).unwrap()));
+    let (status, models) = call("GET", "/v1/models", None);
+    assert_eq!(
+        (status, &models["data"][0]["id"]),
+        (200, &json!("gpt-4o-mini"))
+    );
+
+    // Uploads: multipart, with a Content-Length or chunked (the way reqwest may send it).
+    let line = |id: &str, text: &str| {
+        json!({"custom_id": id, "method": "POST", "url": "/v1/chat/completions", "body": {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "system", "content": "Summarize."}, {"role": "user", "content": text}]
+        }})
+        .to_string()
+    };
+    let upload = |purpose: &str, filename: &str, lines: &[String], chunked: bool| -> (u16, Value) {
+        let boundary = "----summarize-test-7f3a";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n{purpose}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/jsonl\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend(lines.join("\n").into_bytes());
+        body.extend(format!("\n\r\n--{boundary}--\r\n").into_bytes());
+        let ct = format!("multipart/form-data; boundary={boundary}");
+        let (status, bytes) = raw_http(
+            addr,
+            "POST",
+            "/v1/files",
+            &[auth, ("Content-Type", &ct)],
+            &body,
+            chunked,
+        );
+        (status, serde_json::from_slice(&bytes).unwrap())
+    };
+    let docs = [
+        line(
+            "doc-1",
+            "The bridge reopened on Monday after repairs. Traffic resumed.",
+        ),
+        line(
+            "doc-2",
+            "Title: Library\n\nThe library lends tools to residents now.",
+        ),
+        line(
+            "doc-3",
+            "A third document that the model is rate limited on.",
+        ),
+    ];
+    let (status, refused) = upload("assistants", "in.jsonl", &docs, false);
+    assert_eq!(status, 400, "{refused}");
+    assert!(is_openai_error(&refused) && refused["error"]["param"] == "purpose");
+    let (status, file) = upload("batch", "in.jsonl", &docs, true);
+    assert_eq!(status, 200, "{file}");
+    let file_id = file["id"].as_str().unwrap().to_string();
+    assert!(file_id.starts_with("file-"));
+    assert_eq!(file["object"], "file");
+    assert_eq!(file["purpose"], "batch");
+    assert_eq!(file["filename"], "in.jsonl");
+    assert_eq!(file["bytes"], docs.join("\n").len() + 1);
+    assert!(file["created_at"].is_u64());
+    assert_eq!(server.state().uploads[0].lines.len(), 3);
+    assert_eq!(server.state().uploads[0].lines[1]["custom_id"], "doc-2");
+
+    // Batch creation refusals.
+    let create = |file: &str, endpoint: &str, window: &str| {
+        call(
+            "POST",
+            "/v1/batches",
+            Some(
+                json!({"input_file_id": file, "endpoint": endpoint, "completion_window": window, "metadata": {"run": "test"}}),
+            ),
+        )
+    };
+    for (file, endpoint, window, want) in [
+        (file_id.as_str(), "/v1/embeddings", "24h", 400),
+        (file_id.as_str(), "/v1/chat/completions", "48h", 400),
+        ("file-nope", "/v1/chat/completions", "24h", 404),
+    ] {
+        let (status, body) = create(file, endpoint, window);
+        assert_eq!(status, want, "{body}");
+        assert!(is_openai_error(&body), "{body}");
+    }
+
+    // The completed batch: validating → in_progress → finalizing → completed.
+    let (status, batch) = create(&file_id, "/v1/chat/completions", "24h");
+    assert_eq!(status, 200, "{batch}");
+    let batch_id = batch["id"].as_str().unwrap().to_string();
+    assert!(batch_id.starts_with("batch_"));
+    assert_eq!(batch["object"], "batch");
+    assert_eq!(batch["status"], "validating");
+    assert_eq!(batch["endpoint"], "/v1/chat/completions");
+    assert_eq!(batch["completion_window"], "24h");
+    assert_eq!(batch["input_file_id"], file_id.as_str());
+    assert_eq!(batch["metadata"], json!({"run": "test"}));
+    assert_eq!(batch["errors"], Value::Null);
+    for key in [
+        "output_file_id",
+        "error_file_id",
+        "completed_at",
+        "failed_at",
+        "expired_at",
+    ] {
+        assert_eq!(batch[key], Value::Null, "{key}");
+    }
+    assert!(batch["expires_at"].as_u64().unwrap() > batch["created_at"].as_u64().unwrap());
+    let poll = |id: &str| {
+        let (status, b) = call("GET", &format!("/v1/batches/{id}"), None);
+        assert_eq!(status, 200, "{b}");
+        b
+    };
+    let mut seen = Vec::new();
+    let done = loop {
+        let b = poll(&batch_id);
+        let status = b["status"].as_str().unwrap().to_string();
+        println!("poll {}: {status} {}", seen.len() + 1, b["request_counts"]);
+        seen.push((
+            status.clone(),
+            b["request_counts"]["completed"].as_u64().unwrap(),
+        ));
+        if status == "completed" {
+            break b;
+        }
+        assert!(seen.len() < 10);
+    };
+    let statuses: Vec<&str> = seen.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        statuses,
+        ["validating", "in_progress", "finalizing", "completed"]
+    );
+    assert!(seen.windows(2).all(|w| w[0].1 <= w[1].1), "{seen:?}");
+    assert_eq!(
+        done["request_counts"],
+        json!({"total": 3, "completed": 2, "failed": 1})
+    );
+    assert!(done["completed_at"].is_u64() && done["in_progress_at"].is_u64());
+    assert_eq!(
+        done["error_file_id"],
+        Value::Null,
+        "the 429 stays in the output file"
+    );
+    let output_id = done["output_file_id"].as_str().unwrap();
+    let (status, bytes) = raw_http(
+        addr,
+        "GET",
+        &format!("/v1/files/{output_id}/content"),
+        &[auth],
+        b"",
+        false,
+    );
+    assert_eq!(status, 200);
+    let out = records(&bytes);
+    assert_eq!(out.len(), 3);
+    for (rec, id) in out.iter().zip(["doc-1", "doc-2", "doc-3"]) {
+        assert_eq!(rec["custom_id"], id);
+        assert!(rec["id"].as_str().unwrap().starts_with("batch_req_"));
+        assert_eq!(rec["error"], Value::Null);
+        assert!(rec["response"]["request_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("req_"));
+    }
+    let body = &out[0]["response"]["body"];
+    assert_eq!(out[0]["response"]["status_code"], 200);
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], "gpt-4o-mini");
+    assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "The bridge reopened on Monday after repairs."
+    );
+    assert_eq!(
+        out[1]["response"]["body"]["choices"][0]["message"]["content"],
+        "The library lends tools to residents now."
+    );
+    let usage = &body["usage"];
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        Some(
+            usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+        )
+    );
+    assert_eq!(out[2]["response"]["status_code"], 429);
+    assert!(is_openai_error(&out[2]["response"]["body"]));
+    assert_eq!(
+        out[2]["response"]["body"]["error"]["code"],
+        "rate_limit_exceeded"
+    );
+
+    // A duplicate custom_id: validating until the polls run out, then failed, no files.
+    let (_, dup) = upload(
+        "batch",
+        "dup.jsonl",
+        &[docs[0].clone(), docs[0].clone()],
+        false,
+    );
+    let (_, batch) = create(dup["id"].as_str().unwrap(), "/v1/chat/completions", "24h");
+    let failed_id = batch["id"].as_str().unwrap().to_string();
+    let statuses: Vec<String> = (0..4)
+        .map(|_| poll(&failed_id)["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["validating", "validating", "validating", "failed"]
+    );
+    let failed = poll(&failed_id);
+    println!("failed: {}", failed["errors"]);
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["failed_at"].is_u64());
+    assert_eq!(failed["output_file_id"], Value::Null);
+    assert_eq!(failed["error_file_id"], Value::Null);
+    assert_eq!(failed["errors"]["object"], "list");
+    let error = &failed["errors"]["data"][0];
+    assert_eq!(error["code"], "duplicate_custom_id");
+    assert_eq!(error["line"], 2);
+    assert_eq!(error["param"], "custom_id");
+    assert!(error["message"].as_str().unwrap().contains("duplicate"));
+
+    // Expired after one request: one output line, two error lines.
+    let (_, batch) = create(&file_id, "/v1/chat/completions", "24h");
+    let expired_id = batch["id"].as_str().unwrap().to_string();
+    let polls: Vec<Value> = (0..4).map(|_| poll(&expired_id)).collect();
+    let statuses: Vec<&str> = polls
+        .iter()
+        .map(|b| b["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["validating", "in_progress", "in_progress", "expired"]
+    );
+    let expired = &polls[3];
+    assert_eq!(expired["status"], "expired", "{expired}");
+    assert!(expired["expired_at"].is_u64());
+    assert_eq!(
+        expired["request_counts"],
+        json!({"total": 3, "completed": 1, "failed": 2})
+    );
+    let fetch = |id: &Value| {
+        let (status, bytes) = raw_http(
+            addr,
+            "GET",
+            &format!("/v1/files/{}/content", id.as_str().unwrap()),
+            &[auth],
+            b"",
+            false,
+        );
+        assert_eq!(status, 200);
+        records(&bytes)
+    };
+    let out = fetch(&expired["output_file_id"]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["custom_id"], "doc-1");
+    let errors = fetch(&expired["error_file_id"]);
+    println!("expired error line: {}", errors[0]);
+    assert_eq!(errors.len(), 2);
+    for (rec, id) in errors.iter().zip(["doc-2", "doc-3"]) {
+        assert_eq!(rec["custom_id"], id);
+        assert_eq!(rec["response"], Value::Null);
+        assert_eq!(rec["error"]["code"], "batch_expired");
+        assert_eq!(
+            rec["error"]["message"],
+            "This request could not be executed before the completion window expired."
+        );
+    }
+
+    // Cancelled: cancelling, then cancelled; a finished batch cannot be cancelled.
+    let (_, batch) = create(&file_id, "/v1/chat/completions", "24h");
+    let cancel_id = batch["id"].as_str().unwrap().to_string();
+    assert_eq!(poll(&cancel_id)["status"], "validating");
+    assert_eq!(poll(&cancel_id)["status"], "in_progress");
+    let (status, cancelling) = call("POST", &format!("/v1/batches/{cancel_id}/cancel"), None);
+    assert_eq!(
+        (status, cancelling["status"].as_str()),
+        (200, Some("cancelling"))
+    );
+    let cancelled = poll(&cancel_id);
+    assert_eq!(cancelled["status"], "cancelled");
+    assert!(cancelled["cancelled_at"].is_u64());
+    assert_eq!(
+        cancelled["request_counts"],
+        json!({"total": 3, "completed": 1, "failed": 0})
+    );
+    assert_eq!(fetch(&cancelled["output_file_id"]).len(), 1);
+    let errors = fetch(&cancelled["error_file_id"]);
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0]["error"]["code"], "batch_cancelled");
+    let (status, body) = call("POST", &format!("/v1/batches/{batch_id}/cancel"), None);
+    assert_eq!(status, 409, "{body}");
+
+    // The same answers through plain chat completions, for a non-batch run.
+    let request = serde_json::from_str::<Value>(&docs[0]).unwrap()["body"].clone();
+    let (status, chat) = call("POST", "/v1/chat/completions", Some(request));
+    assert_eq!(status, 200, "{chat}");
+    assert_eq!(chat["object"], "chat.completion");
+    assert_eq!(
+        chat["choices"][0]["message"]["content"],
+        "The bridge reopened on Monday after repairs."
+    );
+
+    let state = server.state();
+    assert_eq!(state.uploads.len(), 2);
+    assert_eq!(state.batches.len(), 4);
+    assert_eq!(state.cancels, [cancel_id.clone(), batch_id.clone()]);
+    assert_eq!(state.downloads.len(), 5);
+    assert_eq!(state.chats.len(), 1);
+    println!("refusals: {:#?}", state.refusals);
+    assert_eq!(state.refusals.len(), 6, "{:#?}", state.refusals);
+}
+
+/// Documents for the batch tests: three short ones and a long one that `--chunk-tokens 200`
+/// splits into several map calls and a reduce call (a second round).
+fn batch_inputs(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut lines = String::new();
+    for (id, text) in [
+        ("short-1", "The harbour bridge reopened on Monday after two years of repairs. Traffic returned within hours."),
+        ("short-2", "The school board approved a new science curriculum. Teachers will be trained over the summer."),
+        ("short-3", "A storm knocked out power to four villages overnight. Crews restored it by the morning."),
+    ] {
+        lines.push_str(&json!({"id": id, "text": text}).to_string());
+        lines.push('\n');
+    }
+    let long: String = (0..60)
+        .map(|i| format!("Paragraph {i} describes one more decision of the long council meeting about the harbour budget.\n\n"))
+        .collect();
+    lines.push_str(&json!({"id": "long", "text": long}).to_string());
+    lines.push('\n');
+    let path = dir.join("docs.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+/// A record without the fields that measure time.
+fn untimed(rec: &Value) -> Value {
+    let mut rec = rec.clone();
+    for k in [
+        "fetch_ms",
+        "extract_ms",
+        "queue_ms",
+        "summarize_ms",
+        "total_ms",
+        "tokens_per_s",
+    ] {
+        rec.as_object_mut().unwrap().remove(k);
+    }
+    rec
+}
+
+/// Issue 10: `--batch` sends the model calls through the Batch API (an in-test server plays the
+/// documented Files and Batches endpoints: no OpenAI service is reachable here) and its report
+/// equals a direct run's against the same server, timing aside. The long document's reduce
+/// step takes a second round; the state folder is gone at the end.
+#[test]
+fn issue10_batch_run_equals_a_direct_run() {
+    use common::batch::{BatchOptions, BatchServer};
+    let server = BatchServer::start(BatchOptions::default());
+    let home = tempfile::tempdir().unwrap();
+    let docs = batch_inputs(home.path());
+    let run = |extra: &[&str], out: &std::path::Path| {
+        let o = summarize(home.path())
+            .env("OPENAI_API_KEY", "sk-test")
+            .env("OPENAI_BASE_URL", server.base_url())
+            .args(["-b", "openai", "--chunk-tokens", "200", "--no-cache", "-o"])
+            .arg(out)
+            .args(extra)
+            .arg(&docs)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            records(&std::fs::read(out).unwrap()),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (direct, _) = run(&[], &home.path().join("direct.jsonl"));
+    assert_eq!(server.state().batches.len(), 0);
+    let chats = server.state().chats.len();
+    let report = home.path().join("batch.jsonl");
+    let (batched, stderr) = run(&["--batch", "--batch-poll", "0.05"], &report);
+    assert_eq!(batched.len(), 4);
+    for (a, b) in direct.iter().zip(&batched) {
+        assert_eq!(untimed(a), untimed(b));
+        assert_eq!(field(b, "status"), "ok", "{b}");
+    }
+    assert!(batched[3]["chunks"].as_u64().unwrap() > 1, "{}", batched[3]);
+    let state = server.state();
+    assert_eq!(state.chats.len(), chats, "no direct call in a batch run");
+    assert_eq!(
+        state.batches.len(),
+        2,
+        "map calls, then the reduce call: {stderr}"
+    );
+    // Round 1: every short document's call and the long one's map calls; round 2: its reduce.
+    let round1 = &state.uploads[0].lines;
+    let round2 = &state.uploads[1].lines;
+    assert_eq!(round2.len(), 1);
+    assert!(round2[0]["custom_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("long#"));
+    assert_eq!(
+        round1.len() as u64,
+        3 + batched[3]["chunks"].as_u64().unwrap()
+    );
+    for line in round1.iter().chain(round2) {
+        assert_eq!(line["method"], "POST");
+        assert_eq!(line["url"], "/v1/chat/completions");
+        assert_eq!(line["body"]["model"], "gpt-4o-mini");
+    }
+    assert!(stderr.contains("batch: sent"), "{stderr}");
+    assert!(!home.path().join("batch.jsonl.batch").exists());
+}
+
+/// Issue 10: a batch that expires is sent again for what it left unanswered; a batch that
+/// fails makes error records (every input still has its one record); an error line for one
+/// request fails that document only; and a run killed while it waits attaches to the same batch
+/// when run again instead of paying for it twice.
+#[test]
+fn issue10_batch_failures_are_records_and_a_killed_run_attaches() {
+    use common::batch::{default_summary, BatchOptions, BatchServer, LineReply, Terminal};
+    let home = tempfile::tempdir().unwrap();
+    let docs = batch_inputs(home.path());
+    let cmd = |server: &BatchServer, out: &std::path::Path| {
+        let mut c = summarize(home.path());
+        c.env("OPENAI_API_KEY", "sk-test")
+            .env("OPENAI_BASE_URL", server.base_url())
+            .args(["-b", "openai", "--chunk-tokens", "200", "--no-cache"])
+            .args(["--batch", "--batch-poll", "0.05", "-o"])
+            .arg(out)
+            .arg(&docs);
+        c
+    };
+
+    // Expired after one answer, then completed: everything ends ok.
+    let server = BatchServer::start(BatchOptions {
+        terminal: Box::new(|n| match n {
+            0 => Terminal::Expired { done: 1 },
+            _ => Terminal::Completed,
+        }),
+        ..BatchOptions::default()
+    });
+    let out = home.path().join("expired.jsonl");
+    let o = cmd(&server, &out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recs = records(&std::fs::read(&out).unwrap());
+    assert_eq!(recs.len(), 4);
+    assert!(recs.iter().all(|r| field(r, "status") == "ok"), "{recs:?}");
+    let state = server.state();
+    assert!(state.batches.len() >= 3, "expired, resent, reduce");
+    assert_eq!(
+        state.uploads[1].lines.len(),
+        state.uploads[0].lines.len() - 1,
+        "only what expired is sent again"
+    );
+    drop(state);
+
+    // A failed batch and an error line: error records with the reason, exit 1.
+    let server = BatchServer::start(BatchOptions {
+        terminal: Box::new(|n| match n {
+            1 => Terminal::Failed("The batch quota for gpt-4o-mini is exhausted.".into()),
+            _ => Terminal::Completed,
+        }),
+        respond: Box::new(|custom_id, body| {
+            if custom_id.starts_with("short-2#") {
+                LineReply::status(
+                    400,
+                    "invalid_request_error",
+                    "invalid_value",
+                    "The request was refused.",
+                )
+            } else {
+                LineReply::Content(default_summary(body))
+            }
+        }),
+        ..BatchOptions::default()
+    });
+    let out = home.path().join("failed.jsonl");
+    let o = cmd(&server, &out).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let recs = records(&std::fs::read(&out).unwrap());
+    let ids: Vec<&str> = recs.iter().map(|r| field(r, "id")).collect();
+    assert_eq!(ids, ["short-1", "short-2", "short-3", "long"]);
+    assert_eq!(field(&recs[0], "status"), "ok");
+    assert_eq!(field(&recs[1], "status"), "error");
+    assert!(field(&recs[1], "error").contains("refused"), "{}", recs[1]);
+    assert_eq!(
+        field(&recs[3], "status"),
+        "error",
+        "its reduce round failed"
+    );
+    assert!(
+        field(&recs[3], "error").contains("quota for gpt-4o-mini is exhausted"),
+        "{}",
+        recs[3]
+    );
+
+    // Killed while waiting; run again: the same batch, not a second one.
+    let server = BatchServer::start(BatchOptions {
+        polls_before_done: 6,
+        ..BatchOptions::default()
+    });
+    let out = home.path().join("attach.jsonl");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("summarize"))
+        .env("HOME", home.path())
+        .env("XDG_CACHE_HOME", home.path().join("cache"))
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("OPENAI_BASE_URL", server.base_url())
+        .args(["-b", "openai", "--chunk-tokens", "200", "--no-cache"])
+        .args(["--batch", "--batch-poll", "0.05", "-q", "-o"])
+        .arg(&out)
+        .arg(&docs)
+        .spawn()
+        .unwrap();
+    let waited = std::time::Instant::now();
+    while server.state().batches.first().is_none_or(|b| b.polls < 2) {
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "no batch was polled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(home.path().join("attach.jsonl.batch/state.json").exists());
+    let o = cmd(&server, &out).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("attaching to batch_0001"), "{stderr}");
+    let state = server.state();
+    assert_eq!(
+        state.uploads.len(),
+        2,
+        "round 1 once, then the reduce round"
+    );
+    assert_eq!(state.batches.len(), 2);
+    assert_eq!(records(&std::fs::read(&out).unwrap()).len(), 4);
+}
+
+/// Issue 10: `--batch-export` writes the requests for an offline engine without any server
+/// (the base URL points nowhere), and `--batch-import` turns its answers into the report, a
+/// round at a time. vLLM's run-batch cannot run here (no GPU, no vLLM): the test writes its
+/// output lines in the documented format instead.
+#[test]
+fn issue10_batch_export_and_import_for_offline_engines() {
+    use common::batch::{chat_completion, default_summary};
+    let home = tempfile::tempdir().unwrap();
+    let docs = batch_inputs(home.path());
+    let out = home.path().join("report.jsonl");
+    let run = |extra: &[&str]| {
+        summarize(home.path())
+            .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+            .args(["-b", "openai", "--chunk-tokens", "200", "--no-cache", "-o"])
+            .arg(&out)
+            .args(extra)
+            .arg(&docs)
+            .output()
+            .unwrap()
+    };
+    // What an offline engine writes for a requests file.
+    let answer = |requests: &std::path::Path, results: &std::path::Path| {
+        let mut lines = String::new();
+        for (i, line) in std::fs::read_to_string(requests)
+            .unwrap()
+            .lines()
+            .enumerate()
+        {
+            let req: Value = serde_json::from_str(line).unwrap();
+            let body = &req["body"];
+            let reply = chat_completion(
+                &format!("c{i}"),
+                0,
+                "gpt-4o-mini",
+                body,
+                &default_summary(body),
+            );
+            lines.push_str(
+                &json!({"id": format!("r{i}"), "custom_id": req["custom_id"], "response": {"status_code": 200, "body": reply}, "error": null})
+                    .to_string(),
+            );
+            lines.push('\n');
+        }
+        std::fs::write(results, lines).unwrap();
+    };
+    let req1 = home.path().join("requests-1.jsonl");
+    let o = run(&["--batch-export", req1.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.exists(), "no report before the answers");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--batch-import"));
+    let res1 = home.path().join("results-1.jsonl");
+    answer(&req1, &res1);
+
+    // The answers of round 1 leave the long document's reduce step: import alone says so.
+    let o = run(&["--batch-import", res1.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--batch-export"));
+
+    let req2 = home.path().join("requests-2.jsonl");
+    let o = run(&[
+        "--batch-import",
+        res1.to_str().unwrap(),
+        "--batch-export",
+        req2.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&req2).unwrap().lines().count(), 1);
+    let res2 = home.path().join("results-2.jsonl");
+    answer(&req2, &res2);
+    // Answers imported earlier are kept in the state folder: the second file is enough.
+    let o = run(&["--batch-import", res2.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let recs = records(&std::fs::read(&out).unwrap());
+    assert_eq!(recs.len(), 4);
+    assert!(recs.iter().all(|r| field(r, "status") == "ok"), "{recs:?}");
+    assert!(recs[3]["chunks"].as_u64().unwrap() > 1);
+}

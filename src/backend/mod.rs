@@ -4,6 +4,7 @@
 //! same `Summary`. Model backends share the chunking and map-reduce logic here; each backend
 //! file only speaks its own wire format and says how it counts tokens and how big its context is.
 
+pub mod batch;
 pub mod extractive;
 #[cfg(feature = "local")]
 pub mod local;
@@ -149,6 +150,10 @@ pub struct CallSettings {
     pub limiter: Arc<RateLimiter>,
     /// Calls in flight at once at most (`--jobs`); a GPU engine batches that many.
     pub concurrency: usize,
+    /// `concurrency` permits: a model call holds one while it is in flight. The pipeline keeps
+    /// more documents than that in process, so fetching, extracting and checking replies
+    /// overlap the calls instead of waiting for a slot of their own.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Backend {
@@ -187,6 +192,14 @@ impl Backend {
             Backend::Ollama(_) => "ollama",
             #[cfg(feature = "local")]
             Backend::Local(_) => "local",
+        }
+    }
+
+    /// The openai backend, for a batch run.
+    pub fn openai_mut(&mut self) -> Option<&mut openai::OpenAi> {
+        match self {
+            Backend::OpenAi(b) => Some(b),
+            _ => None,
         }
     }
 
@@ -310,7 +323,7 @@ const MIN_LENGTH: f64 = 0.55;
 /// How often a context-length error makes us re-chunk at half the budget before giving up.
 const RECHUNK_ATTEMPTS: u32 = 3;
 /// Reduce rounds before we accept a summary of summaries that still does not fit.
-const MAX_DEPTH: usize = 6;
+pub const MAX_DEPTH: usize = 6;
 
 async fn map_reduce<M: ChatModel>(
     model: &M,
@@ -479,6 +492,7 @@ async fn call<M: ChatModel>(
         + request.max_tokens;
     let waited = std::time::Instant::now();
     model.calls().limiter.acquire(tokens).await;
+    let _slot = model.calls().slots.acquire().await.ok();
     summary.queue_ms += waited.elapsed().as_millis() as u64;
     let completion = model.chat(request).await?;
     summary.tokens_in += completion.tokens_in;

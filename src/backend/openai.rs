@@ -14,7 +14,7 @@ use anyhow::{bail, Result};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{CallSettings, ChatModel, ChatRequest, Completion, Tokenizer};
+use super::{batch, CallSettings, ChatModel, ChatRequest, Completion, Tokenizer};
 use crate::config::{BackendConfig, Secret, SummarizeConfig};
 use crate::error::{DocError, ErrorClass};
 use crate::retry;
@@ -89,6 +89,8 @@ pub struct OpenAi {
     calls: CallSettings,
     /// api.openai.com wants `max_completion_tokens`; other servers know `max_tokens`.
     official: bool,
+    /// Set in a batch run: calls are answered from batches, not sent one by one.
+    batch: Option<Arc<batch::Book>>,
 }
 
 #[derive(Deserialize)]
@@ -145,7 +147,15 @@ impl OpenAi {
             official: base_urls
                 .iter()
                 .any(|u| u.starts_with("https://api.openai.com")),
+            batch: None,
         };
+        // Requests for an offline engine (--batch-export / --batch-import): no server to ask.
+        if config.batch.as_ref().is_some_and(|b| !b.online) {
+            if config.context_tokens.is_none() {
+                backend.context = known_context(model).unwrap_or(UNKNOWN_CONTEXT);
+            }
+            return Ok(backend);
+        }
         // Every replica is asked; the run starts when one answers, the others are rested.
         let mut served = None;
         let mut first_error = None;
@@ -302,12 +312,8 @@ impl OpenAi {
         result
     }
 
-    async fn chat_once(
-        &self,
-        base_url: &str,
-        request: &ChatRequest,
-    ) -> Result<Completion, DocError> {
-        let url = format!("{base_url}/chat/completions");
+    /// The request body of a chat completion, as sent and as written into a batch.
+    fn body(&self, request: &ChatRequest) -> serde_json::Value {
         let mut body = json!({
             "model": self.model,
             "messages": super::messages(request),
@@ -321,6 +327,16 @@ impl OpenAi {
             "max_tokens"
         };
         body[limit_key] = json!(request.max_tokens);
+        body
+    }
+
+    async fn chat_once(
+        &self,
+        base_url: &str,
+        request: &ChatRequest,
+    ) -> Result<Completion, DocError> {
+        let url = format!("{base_url}/chat/completions");
+        let body = self.body(request);
         let (status, headers, text) = super::send_json(
             self.request(self.client.post(&url)),
             &url,
@@ -331,29 +347,78 @@ impl OpenAi {
         if !status.is_success() {
             return Err(error_reply(status.as_u16(), &headers, &text, &self.model));
         }
-        let reply: ChatResponse = serde_json::from_str(&text).map_err(|e| {
-            DocError::new(
-                ErrorClass::BackendBadResponse,
-                format!("the openai backend sent a reply that is not a chat completion ({e})"),
-            )
-        })?;
-        let choice = reply.choices.into_iter().next();
-        let truncated = choice
-            .as_ref()
-            .is_some_and(|c| c.finish_reason.as_deref() == Some("length"));
-        let content = choice.and_then(|c| c.message.content).unwrap_or_default();
-        let usage = reply.usage.unwrap_or(Usage {
-            prompt_tokens: 0,
-            completion_tokens: 0,
-        });
-        Ok(Completion {
-            text: content,
-            tokens_in: usage.prompt_tokens,
-            tokens_out: usage.completion_tokens,
-            truncated,
-            ..Completion::default()
-        })
+        completion(&text)
     }
+
+    /// A call of a batch run: its answer from the book, or a placeholder while it is pending.
+    fn chat_batched(
+        &self,
+        book: &batch::Book,
+        request: &ChatRequest,
+    ) -> Result<Completion, DocError> {
+        let body = self.body(request);
+        let doc = batch::DOC.try_with(String::clone).unwrap_or_default();
+        match book.lookup(&doc, &body) {
+            batch::Lookup::Pending => Ok(Completion {
+                text: batch::PENDING.to_string(),
+                ..Completion::default()
+            }),
+            batch::Lookup::Answered(batch::Answer::Reply { status, body }) => {
+                let text = body.to_string();
+                if (200..300).contains(&status) {
+                    completion(&text)
+                } else {
+                    let headers = reqwest::header::HeaderMap::new();
+                    Err(error_reply(status, &headers, &text, &self.model))
+                }
+            }
+            batch::Lookup::Answered(batch::Answer::Failed { code, message }) => {
+                Err(batch::failure(&code, &message))
+            }
+        }
+    }
+
+    /// Answers model calls from batches from now on (`--batch`, `--batch-import`).
+    pub fn answer_from(&mut self, book: Arc<batch::Book>) {
+        self.batch = Some(book);
+    }
+
+    /// The Files and Batches client for the first server.
+    pub fn batch_client(&self, poll: Duration, quiet: bool) -> batch::Client {
+        batch::Client {
+            http: self.client.clone(),
+            base_url: self.replicas[0].base_url.clone(),
+            api_key: self.api_key.as_ref().map(|k| k.expose().to_string()),
+            poll,
+            quiet,
+        }
+    }
+}
+
+/// A chat completion's body into the reply and what it cost.
+fn completion(text: &str) -> Result<Completion, DocError> {
+    let reply: ChatResponse = serde_json::from_str(text).map_err(|e| {
+        DocError::new(
+            ErrorClass::BackendBadResponse,
+            format!("the openai backend sent a reply that is not a chat completion ({e})"),
+        )
+    })?;
+    let choice = reply.choices.into_iter().next();
+    let truncated = choice
+        .as_ref()
+        .is_some_and(|c| c.finish_reason.as_deref() == Some("length"));
+    let content = choice.and_then(|c| c.message.content).unwrap_or_default();
+    let usage = reply.usage.unwrap_or(Usage {
+        prompt_tokens: 0,
+        completion_tokens: 0,
+    });
+    Ok(Completion {
+        text: content,
+        tokens_in: usage.prompt_tokens,
+        tokens_out: usage.completion_tokens,
+        truncated,
+        ..Completion::default()
+    })
 }
 
 impl ChatModel for OpenAi {
@@ -370,6 +435,9 @@ impl ChatModel for OpenAi {
     }
 
     async fn chat(&self, request: ChatRequest) -> Result<Completion, DocError> {
+        if let Some(book) = &self.batch {
+            return self.chat_batched(book, &request);
+        }
         retry::with_retries(self.calls.retries, |_| self.chat_routed(&request)).await
     }
 }

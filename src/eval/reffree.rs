@@ -245,6 +245,29 @@ pub fn detect_language(text: &str) -> Option<String> {
         end -= 1;
     }
     let text = &text[..end];
+    // The guard and the quality checks ask about the same source and summary one after the
+    // other on one thread: detection is the costliest step of a record, so remember the last
+    // few answers (keyed by the text itself, compared in full on a hit).
+    thread_local! {
+        static RECENT: std::cell::RefCell<std::collections::VecDeque<(String, Option<String>)>> =
+            const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+    }
+    if let Some(hit) =
+        RECENT.with_borrow(|r| r.iter().find(|(t, _)| t == text).map(|(_, l)| l.clone()))
+    {
+        return hit;
+    }
+    let lang = detect_uncached(text);
+    RECENT.with_borrow_mut(|r| {
+        if r.len() == 4 {
+            r.pop_back();
+        }
+        r.push_front((text.to_string(), lang.clone()));
+    });
+    lang
+}
+
+fn detect_uncached(text: &str) -> Option<String> {
     if text.chars().filter(|c| c.is_alphabetic()).count() < MIN_LETTERS {
         return None;
     }

@@ -21,15 +21,21 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
         sorted.windows(2).all(|w| w[0] <= w[1]),
         "input must be sorted"
     );
-    if sorted.is_empty() {
+    percentile_at(sorted.len(), p, |i| sorted[i])
+}
+
+/// `percentile` over `len` sorted values read through `at(i)`, the i-th smallest: the same
+/// arithmetic for values kept as counts (`report::Histogram`) as for a sorted slice.
+pub fn percentile_at(len: usize, p: f64, at: impl Fn(usize) -> f64) -> f64 {
+    if len == 0 {
         return f64::NAN;
     }
-    let last = sorted.len() - 1;
+    let last = len - 1;
     let virtual_index = last as f64 * (p.clamp(0.0, 100.0) / 100.0);
     let below = virtual_index.floor();
     let gamma = virtual_index - below;
     let lo = below as usize;
-    let (a, b) = (sorted[lo], sorted[(lo + 1).min(last)]);
+    let (a, b) = (at(lo), at((lo + 1).min(last)));
     let diff = b - a;
     // numpy interpolates from the nearer end to keep the result within [a, b].
     if gamma >= 0.5 {

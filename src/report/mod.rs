@@ -14,7 +14,6 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::cli::Format;
-use crate::eval::stats::percentile;
 use crate::eval::MeanCi;
 
 /// One summarized input.
@@ -366,25 +365,74 @@ pub struct Latency {
 
 impl Latency {
     pub fn from_ms(values: &[u64]) -> Latency {
-        let mut sorted: Vec<f64> = values.iter().map(|&v| v as f64).collect();
-        sorted.sort_by(f64::total_cmp);
-        if sorted.is_empty() {
+        let mut h = Histogram::default();
+        values.iter().for_each(|&v| h.add(v));
+        Latency::from_histogram(&h)
+    }
+
+    /// The same figures, to the bit, from values kept as counts.
+    pub fn from_histogram(h: &Histogram) -> Latency {
+        if h.count == 0 {
             return Latency::default();
         }
-        let sum_ms: f64 = sorted.iter().sum();
+        let sum_ms = h.sum as f64;
+        let below = |limit: f64| -> usize {
+            h.counts
+                .range(..=limit.floor().max(0.0) as u64)
+                .map(|(_, n)| n)
+                .sum()
+        };
         Latency {
-            count: sorted.len(),
+            count: h.count,
             sum_ms,
             buckets: metrics::LATENCY_BUCKETS_S
                 .iter()
-                .map(|&le| sorted.partition_point(|&v| v <= le * 1000.0))
+                .map(|&le| below(le * 1000.0))
                 .collect(),
-            mean_ms: sum_ms / sorted.len() as f64,
-            p50_ms: percentile(&sorted, 50.0),
-            p90_ms: percentile(&sorted, 90.0),
-            p99_ms: percentile(&sorted, 99.0),
-            max_ms: *sorted.last().unwrap_or(&0.0),
+            mean_ms: sum_ms / h.count as f64,
+            p50_ms: h.percentile(50.0),
+            p90_ms: h.percentile(90.0),
+            p99_ms: h.percentile(99.0),
+            max_ms: h.counts.keys().next_back().map_or(0.0, |&v| v as f64),
         }
+    }
+}
+
+/// Millisecond values as counts per value: exact percentiles in memory that grows with the
+/// number of distinct values (a few thousand), not with the number of records.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    counts: BTreeMap<u64, usize>,
+    count: usize,
+    sum: u128,
+}
+
+impl Histogram {
+    pub fn add(&mut self, ms: u64) {
+        *self.counts.entry(ms).or_default() += 1;
+        self.count += 1;
+        self.sum += u128::from(ms);
+    }
+
+    pub fn sum(&self) -> u128 {
+        self.sum
+    }
+
+    /// The i-th smallest value (0-based).
+    fn nth(&self, i: usize) -> f64 {
+        let mut seen = 0;
+        for (&v, &n) in &self.counts {
+            seen += n;
+            if i < seen {
+                return v as f64;
+            }
+        }
+        f64::NAN
+    }
+
+    /// numpy's linear percentile, as `eval::stats::percentile` of the sorted values.
+    pub fn percentile(&self, p: f64) -> f64 {
+        crate::eval::stats::percentile_at(self.count, p, |i| self.nth(i))
     }
 }
 
@@ -451,10 +499,11 @@ pub struct Quality {
 #[derive(Debug, Default)]
 pub struct StatsCollector {
     stats: RunStats,
-    stages: BTreeMap<&'static str, Vec<u64>>,
+    stages: BTreeMap<&'static str, Histogram>,
     rouge: BTreeMap<&'static str, Vec<f64>>,
     rouge_model_written: BTreeMap<&'static str, Vec<f64>>,
-    quality: BTreeMap<&'static str, Vec<f64>>,
+    /// Running (sum, count) per reference-free check: only means are reported.
+    quality: BTreeMap<&'static str, (f64, usize)>,
     numbers: usize,
     unsupported_numbers: usize,
 }
@@ -501,7 +550,7 @@ impl StatsCollector {
             if let Some(ms) = record.get(stage).and_then(Value::as_u64) {
                 // A wait of 0 ms is a real wait time wherever a summary was made.
                 if ms > 0 || stage == "total_ms" || (stage == "queue_ms" && summarized) {
-                    self.stages.entry(stage).or_default().push(ms);
+                    self.stages.entry(stage).or_default().add(ms);
                 }
             }
         }
@@ -538,17 +587,20 @@ impl StatsCollector {
             let num = |k: &str| record.get(k).and_then(Value::as_f64).unwrap_or(0.0);
             let flag = |b: bool| if b { 1.0 } else { 0.0 };
             let q = &mut self.quality;
-            q.entry("compression").or_default().push(num("compression"));
-            q.entry("coverage").or_default().push(num("coverage"));
-            q.entry("density").or_default().push(num("density"));
-            q.entry("novel_bigrams")
-                .or_default()
-                .push(num("novel_bigrams"));
+            fn push(q: &mut BTreeMap<&'static str, (f64, usize)>, k: &'static str, x: f64) {
+                let e = q.entry(k).or_default();
+                e.0 += x;
+                e.1 += 1;
+            }
+            push(q, "compression", num("compression"));
+            push(q, "coverage", num("coverage"));
+            push(q, "density", num("density"));
+            push(q, "novel_bigrams", num("novel_bigrams"));
             let unsupported = record
                 .get("unsupported_numbers")
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty());
-            q.entry("unsupported").or_default().push(flag(unsupported));
+            push(q, "unsupported", flag(unsupported));
             self.numbers += record
                 .get("summary_numbers")
                 .and_then(Value::as_u64)
@@ -558,10 +610,10 @@ impl StatsCollector {
                 .and_then(Value::as_array)
                 .map_or(0, Vec::len);
             if let Some(m) = record.get("lang_match").and_then(Value::as_bool) {
-                q.entry("lang_mismatch").or_default().push(flag(!m));
+                push(q, "lang_mismatch", flag(!m));
             }
             if let Some(m) = record.get("length_ok").and_then(Value::as_bool) {
-                q.entry("length_ok").or_default().push(flag(m));
+                push(q, "length_ok", flag(m));
             }
         }
     }
@@ -577,12 +629,14 @@ impl StatsCollector {
         };
         for (stage, values) in &self.stages {
             let name = stage.trim_end_matches("_ms").to_string();
-            self.stats.latency.insert(name, Latency::from_ms(values));
+            self.stats
+                .latency
+                .insert(name, Latency::from_histogram(values));
         }
         let summarize_s = self
             .stages
             .get("summarize_ms")
-            .map_or(0.0, |v| v.iter().sum::<u64>() as f64 / 1000.0);
+            .map_or(0.0, |h| h.sum() as f64 / 1000.0);
         if self.stats.tokens_out > 0 && summarize_s > 0.0 {
             self.stats.tokens_per_s = Some(self.stats.tokens_out as f64 / summarize_s);
         }
@@ -599,13 +653,9 @@ impl StatsCollector {
             }
         }
         if let Some(coverage) = self.quality.get("coverage") {
-            let mean = |k: &str| {
-                self.quality
-                    .get(k)
-                    .map_or(0.0, |v| crate::eval::stats::mean(v))
-            };
+            let mean = |k: &str| self.quality.get(k).map_or(0.0, |&(sum, n)| sum / n as f64);
             self.stats.quality = Some(Quality {
-                records: coverage.len(),
+                records: coverage.1,
                 mean_compression: mean("compression"),
                 mean_coverage: mean("coverage"),
                 mean_density: mean("density"),
@@ -802,6 +852,38 @@ mod tests {
         assert_eq!(csv_cell(&Value::String("@SUM(A1)".into())), "'@SUM(A1)");
         assert_eq!(csv_cell(&serde_json::json!(-3)), "-3");
         assert_eq!(csv_cell(&Value::String("plain".into())), "plain");
+    }
+
+    /// Issue 10: latencies kept as counts give the figures of the sorted values, to the bit.
+    #[test]
+    fn issue10_histogram_latency_equals_the_sorted_values() {
+        let mut x: u64 = 12345;
+        let mut values = Vec::new();
+        for _ in 0..5_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x % 3_000 + (x % 7) * 10_000);
+        }
+        let l = Latency::from_ms(&values);
+        let mut sorted: Vec<f64> = values.iter().map(|&v| v as f64).collect();
+        sorted.sort_by(f64::total_cmp);
+        for (p, got) in [(50.0, l.p50_ms), (90.0, l.p90_ms), (99.0, l.p99_ms)] {
+            assert_eq!(
+                got.to_bits(),
+                crate::eval::stats::percentile(&sorted, p).to_bits()
+            );
+        }
+        assert_eq!(l.count, 5_000);
+        assert_eq!(l.max_ms, *sorted.last().unwrap());
+        assert_eq!(l.sum_ms, sorted.iter().sum::<f64>());
+        for (i, &le) in metrics::LATENCY_BUCKETS_S.iter().enumerate() {
+            assert_eq!(
+                l.buckets[i],
+                sorted.partition_point(|&v| v <= le * 1000.0),
+                "bucket {le}"
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+pub mod batch;
+
 /// A request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -161,14 +163,33 @@ fn serve(conn: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    if reader.read_exact(&mut body).is_err() {
-        return;
+    // A client that asks to be told to go on (curl does for large bodies) is told at once.
+    if headers
+        .get("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    {
+        let _ = (&conn).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
+    let chunked = headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked {
+        // reqwest sends a body of unknown length (a streamed multipart form) chunked.
+        let Some(body) = read_chunked(&mut reader) else {
+            return;
+        };
+        body
+    } else {
+        let len: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        body
+    };
     let request = Request {
         method,
         path,
@@ -214,6 +235,37 @@ fn serve(conn: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
         Reply::Close => return,
     }
     let _ = conn.flush();
+}
+
+/// Decodes a `Transfer-Encoding: chunked` request body: hex sizes (extensions after `;`
+/// ignored), each chunk followed by CRLF, a zero-size chunk, then trailers up to a blank line
+/// (read and dropped). `None` when the connection ends or the framing is wrong.
+fn read_chunked(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let size = line.split(';').next()?.trim();
+        let size = usize::from_str_radix(size, 16).ok()?;
+        if size == 0 {
+            loop {
+                let mut trailer = String::new();
+                if reader.read_line(&mut trailer).ok()? == 0 || trailer.trim_end().is_empty() {
+                    return Some(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..]).ok()?;
+        let mut crlf = [0; 2];
+        reader.read_exact(&mut crlf).ok()?;
+        if &crlf != b"\r\n" {
+            return None;
+        }
+    }
 }
 
 /// A response head announcing `len` body bytes on a connection that closes after it.
