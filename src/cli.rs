@@ -285,6 +285,12 @@ pub struct InputArgs {
     #[arg(long)]
     pub allow_private: bool,
 
+    /// Fetch pages even where the site's robots.txt disallows them (and ignore its Crawl-delay).
+    /// By default robots.txt is fetched once per site and honoured: a disallowed page is an
+    /// error record of class robots_disallowed.
+    #[arg(long, env = "SUMMARIZE_IGNORE_ROBOTS")]
+    pub ignore_robots: bool,
+
     /// At most N requests in flight to any one host.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub per_host: usize,

@@ -65,6 +65,8 @@ pub struct FetchConfig {
     pub per_host: usize,
     /// Which addresses inputs may be fetched from.
     pub address: crate::address::Policy,
+    /// Honour each site's robots.txt (`--ignore-robots` turns it off).
+    pub robots: bool,
 }
 
 /// CSS selectors applied to HTML before extraction; both are validated at start-up.
@@ -300,6 +302,7 @@ fn input_config(args: &InputArgs) -> Result<(FetchConfig, ExtractConfig)> {
             retries: args.retries,
             max_bytes: args.max_bytes,
             per_host: args.per_host.max(1),
+            robots: !args.ignore_robots,
             address: if args.allow_private {
                 crate::address::Policy::AllowAll
             } else if args.public_only {

@@ -42,6 +42,8 @@ pub enum ErrorClass {
     ExtractTimeout,
     /// The address is refused: a cloud metadata service, or private with `--public-only`.
     BlockedAddress,
+    /// The site's robots.txt refuses the path (`--ignore-robots` overrides).
+    RobotsDisallowed,
     /// The backend refused the credentials (401/403).
     BackendAuth,
     /// The backend could not be reached.
@@ -79,6 +81,7 @@ impl ErrorClass {
             ErrorClass::EmptyExtraction => "empty_extraction",
             ErrorClass::ExtractTimeout => "extract_timeout",
             ErrorClass::BlockedAddress => "blocked_address",
+            ErrorClass::RobotsDisallowed => "robots_disallowed",
             ErrorClass::BackendAuth => "backend_auth",
             ErrorClass::BackendUnavailable => "backend_unavailable",
             ErrorClass::BackendRateLimited => "backend_rate_limited",

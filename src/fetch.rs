@@ -46,6 +46,8 @@ pub struct Fetcher {
     per_host: Arc<PerHost>,
     /// Pages with validators, for conditional requests.
     cache: Option<Cache>,
+    /// robots.txt of every origin, unless `--ignore-robots`.
+    robots: Option<Arc<crate::robots::Robots>>,
 }
 
 /// Builds the reqwest client every part of the tool shares: fetching and backends alike.
@@ -89,6 +91,7 @@ impl Fetcher {
     pub fn new(client: reqwest::Client, config: FetchConfig, cache: Option<Cache>) -> Fetcher {
         Fetcher {
             per_host: Arc::new(PerHost::new(config.per_host)),
+            robots: config.robots.then(Arc::default),
             client,
             config,
             cache,
@@ -99,13 +102,38 @@ impl Fetcher {
         &self.client
     }
 
-    /// Downloads one URL with retries.
+    /// Downloads one URL with retries, where its site's robots.txt allows it.
     pub async fn get(&self, url: &Url) -> Result<Fetched, DocError> {
         let host = url.host_str().unwrap_or("").to_string();
+        let delay = match &self.robots {
+            Some(robots) => {
+                let rules = robots
+                    .rules(url, |at| async move {
+                        crate::robots::Robots::from_fetch(self.get_plain(&at).await)
+                    })
+                    .await;
+                crate::robots::Robots::check(&rules, url)?;
+                rules.crawl_delay
+            }
+            None => None,
+        };
         retry::with_retries(self.config.retries, |_| async {
             // Held per attempt, not across backoff sleeps.
             let _permit = self.per_host.acquire(&host).await;
+            if let (Some(robots), Some(delay)) = (&self.robots, delay) {
+                robots.pace(url, delay).await;
+            }
             self.get_once(url).await
+        })
+        .await
+    }
+
+    /// A URL's body with retries, no robots.txt asked (robots.txt itself).
+    async fn get_plain(&self, url: &Url) -> Result<Vec<u8>, DocError> {
+        let host = url.host_str().unwrap_or("").to_string();
+        retry::with_retries(self.config.retries, |_| async {
+            let _permit = self.per_host.acquire(&host).await;
+            self.get_once(url).await.map(|f| f.body)
         })
         .await
     }

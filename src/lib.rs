@@ -27,6 +27,7 @@ pub mod prompt;
 pub mod ratelimit;
 pub mod report;
 pub mod retry;
+pub mod robots;
 pub mod sanitize;
 pub mod settings;
 pub mod shard;

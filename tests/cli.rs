@@ -739,6 +739,7 @@ fn closed_stdout_pipe_is_not_an_error() {
 fn sigint_keeps_finished_records_and_exits_130() {
     let server = Server::start(|req: &Request| match req.path.as_str() {
         "/fast" => Reply::html(article("Fast", "the quick answer")),
+        "/robots.txt" => Reply::status(404, "text/plain", "none"),
         _ => Reply::Hang(Duration::from_secs(20)),
     });
     let home = tempfile::tempdir().unwrap();

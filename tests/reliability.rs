@@ -431,6 +431,8 @@ fn issue5_secrets_never_leak_and_escapes_are_stripped() {
     let server = Server::start(|req: &Request| {
         match req.path.as_str() {
         "/v1/models" => Reply::json(200, json!({"data": [{"id": "m"}]})),
+        // No robots.txt here (the default answer, 500, would refuse every page: RFC 9309).
+        "/robots.txt" => Reply::status(404, "text/plain", "none"),
         "/v1/chat/completions" => {
             if req.header("authorization") != Some(&format!("Bearer {KEY}")) {
                 return Reply::json(401, json!({"error": {"message": "bad key"}}));
@@ -1427,4 +1429,104 @@ fn issue10_memory_does_not_grow_with_the_input_count() {
         large <= small + small / 10,
         "peak RSS grew with the input count: {small} KiB for 10,000 inputs, {large} KiB for 100,000"
     );
+}
+
+/// Issue 11: robots.txt is fetched once per site and honoured: a disallowed page is an error
+/// record of class `robots_disallowed` (the others are fetched), our own group wins over `*`,
+/// Crawl-delay spaces the requests to the site, a robots.txt that answers 5xx refuses the
+/// site (RFC 9309), and `--ignore-robots` fetches everything without asking.
+#[test]
+fn issue11_robots_txt_is_honoured() {
+    use std::time::Instant;
+    let hits: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+    let seen = hits.clone();
+    let site = Server::start(move |req: &Request| {
+        match req.path.as_str() {
+        "/robots.txt" => Reply::status(
+            200,
+            "text/plain",
+            "User-agent: *\nDisallow: /\n\nUser-agent: summarize\nDisallow: /private/\nAllow: /private/ok\nCrawl-delay: 0.3\nSitemap: /sitemap.xml\n",
+        ),
+        path => {
+            seen.lock().unwrap().push(Instant::now());
+            Reply::html(article(path, &format!("the page at {path}")))
+        }
+    }
+    });
+    let down = Server::start(|req: &Request| match req.path.as_str() {
+        "/robots.txt" => Reply::status(503, "text/plain", "maintenance"),
+        _ => Reply::html(article("Down", "a page behind a failing robots.txt")),
+    });
+    let home = tempfile::tempdir().unwrap();
+    let urls = [
+        site.url("/a"),
+        site.url("/private/x"),
+        site.url("/b"),
+        site.url("/private/ok"),
+        site.url("/c"),
+        down.url("/d"),
+    ];
+    let run = |extra: &[&str], code: i32| {
+        let out = summarize(home.path())
+            .env_remove("SUMMARIZE_IGNORE_ROBOTS")
+            .args(["--no-cache", "--retries", "0", "-j", "8"])
+            .args(extra)
+            .args(&urls)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        records(&out.stdout)
+    };
+    let recs = run(&[], 1);
+    let classes: Vec<&str> = recs
+        .iter()
+        .map(|r| r["error_class"].as_str().unwrap_or("ok"))
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            "ok",
+            "robots_disallowed",
+            "ok",
+            "ok",
+            "ok",
+            "robots_disallowed"
+        ]
+    );
+    assert!(
+        recs[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("--ignore-robots"),
+        "{}",
+        recs[1]
+    );
+    assert!(
+        recs[5]["error"].as_str().unwrap().contains("503"),
+        "{}",
+        recs[5]
+    );
+    assert_eq!(site.count("/robots.txt"), 1, "once per site and run");
+    assert_eq!(down.count("/d"), 0, "a refused page is never fetched");
+    let times = hits.lock().unwrap().clone();
+    assert_eq!(times.len(), 4);
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(290),
+            "Crawl-delay 0.3 s: requests {gap:?} apart"
+        );
+    }
+
+    // --ignore-robots: every page, no robots.txt asked.
+    let recs = run(&["--ignore-robots"], 0);
+    let ok = recs.iter().filter(|r| r["status"] == "ok").count();
+    assert_eq!(ok, 6, "{recs:?}");
+    assert_eq!(site.count("/robots.txt"), 1);
+    assert_eq!(down.count("/robots.txt"), 1);
 }
