@@ -246,6 +246,22 @@ pub struct InputArgs {
     #[arg(long, value_name = "FILE")]
     pub list: Vec<PathBuf>,
 
+    /// Read every argument as a feed (RSS, Atom), sitemap or robots.txt and summarize what it
+    /// lists. Without it, an argument is expanded when its name suggests one (.xml, .rss, .atom,
+    /// /feed, /robots.txt, .xml.gz) and its content is one.
+    #[arg(long)]
+    pub from_feed: bool,
+
+    /// Of a feed's items and a sitemap's pages, keep only those newer than DATE (2026-11-30,
+    /// 2026-11-30T08:00:00Z), or with `last` newer than the last finished run that wrote the
+    /// same -o report (for cron). Entries without a date are kept.
+    #[arg(long, value_name = "DATE|last")]
+    pub since: Option<String>,
+
+    /// Of each feed or sitemap, keep at most the first N entries (after --since).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
     /// Process only shard K of N (from 0) of the inputs, by a stable hash of each input's
     /// identity: for job arrays. Without it a Slurm array task's SLURM_ARRAY_TASK_ID and
     /// SLURM_ARRAY_TASK_COUNT choose the shard. Join the reports with `summarize merge`.

@@ -21,6 +21,8 @@ pub struct Config {
     pub shards: Option<u64>,
     /// Files forced to be read as URL/path lists (`--list`).
     pub lists: Vec<PathBuf>,
+    /// `--from-feed`, `--since`, `--limit`: feeds and sitemaps among the arguments.
+    pub listings: Listings,
     /// Report format.
     pub format: Format,
     /// Report destination; `None` is stdout.
@@ -50,6 +52,14 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Summarization settings; `None` for `summarize extract`.
     pub summarize: Option<SummarizeConfig>,
+}
+
+/// How feed, sitemap and robots.txt arguments are expanded.
+#[derive(Debug, Clone, Default)]
+pub struct Listings {
+    pub from_feed: bool,
+    pub since: Option<crate::expand::Since>,
+    pub limit: Option<usize>,
 }
 
 /// Settings of the shared HTTP client.
@@ -331,6 +341,25 @@ fn base(args: &InputArgs) -> Result<Config> {
         shard: args.shard.clone(),
         shards: args.shards,
         lists: args.list.clone(),
+        listings: {
+            let since = args
+                .since
+                .as_deref()
+                .map(crate::expand::Since::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            if since == Some(crate::expand::Since::LastRun) && args.output.is_none() {
+                bail!("--since last needs -o FILE: the time of the last run is kept beside the report");
+            }
+            if args.limit == Some(0) {
+                bail!("invalid --limit 0: use 1 or more, or leave it out");
+            }
+            Listings {
+                from_feed: args.from_feed,
+                since,
+                limit: args.limit,
+            }
+        },
         format: args.format,
         output: args.output.clone(),
         jobs: args.jobs,

@@ -40,7 +40,13 @@ pub fn supported_mime(essence: &str) -> bool {
         || essence.starts_with("text/")
         || matches!(
             essence,
-            "application/xhtml+xml" | "application/xml" | "application/markdown"
+            "application/xhtml+xml"
+                | "application/xml"
+                | "application/markdown"
+                // Feeds are fetched to say what they are (see expand.rs), not summarized.
+                | "application/rss+xml"
+                | "application/atom+xml"
+                | "application/rdf+xml"
         )
 }
 

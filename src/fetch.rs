@@ -123,7 +123,28 @@ impl Fetcher {
             if let (Some(robots), Some(delay)) = (&self.robots, delay) {
                 robots.pace(url, delay).await;
             }
-            self.get_once(url).await
+            self.get_once(url, false).await
+        })
+        .await
+    }
+
+    /// A feed, sitemap or robots.txt: `get` whatever the content type. robots.txt is asked
+    /// first unless `robots_itself`.
+    pub async fn get_any(&self, url: &Url, robots_itself: bool) -> Result<Fetched, DocError> {
+        if !robots_itself {
+            if let Some(robots) = &self.robots {
+                let rules = robots
+                    .rules(url, |at| async move {
+                        crate::robots::Robots::from_fetch(self.get_plain(&at).await)
+                    })
+                    .await;
+                crate::robots::Robots::check(&rules, url)?;
+            }
+        }
+        let host = url.host_str().unwrap_or("").to_string();
+        retry::with_retries(self.config.retries, |_| async {
+            let _permit = self.per_host.acquire(&host).await;
+            self.get_once(url, true).await
         })
         .await
     }
@@ -133,12 +154,13 @@ impl Fetcher {
         let host = url.host_str().unwrap_or("").to_string();
         retry::with_retries(self.config.retries, |_| async {
             let _permit = self.per_host.acquire(&host).await;
-            self.get_once(url).await.map(|f| f.body)
+            self.get_once(url, true).await.map(|f| f.body)
         })
         .await
     }
 
-    async fn get_once(&self, url: &Url) -> Result<Fetched, DocError> {
+    /// One attempt. `any_type`: whatever the content type (feeds, sitemaps, robots.txt).
+    async fn get_once(&self, url: &Url, any_type: bool) -> Result<Fetched, DocError> {
         if let Some(blocked) = crate::address::check_literal(url, self.config.address) {
             return Err(DocError::new(
                 ErrorClass::BlockedAddress,
@@ -197,7 +219,7 @@ impl Fetcher {
             .as_deref()
             .map(decode::mime_essence)
             .unwrap_or_default();
-        if !decode::supported_mime(&essence) {
+        if !any_type && !decode::supported_mime(&essence) {
             return Err(DocError::new(
                 ErrorClass::UnsupportedContent,
                 format!("{url}: content type {essence} is not supported (HTML, Markdown and plain text are)"),

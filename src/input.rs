@@ -25,6 +25,15 @@ pub struct Source {
     pub reference: Option<String>,
     /// The folder of the list (or JSONL file) that named this file; see `confine`.
     pub list_dir: Option<PathBuf>,
+    /// The title a feed gave this item (it wins over the page's own).
+    pub title: Option<String>,
+}
+
+impl Source {
+    /// An input that cannot be run: reported as an error record of `class`.
+    pub fn invalid(display: &str, class: ErrorClass, message: String) -> Source {
+        invalid(display, class, message)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +82,8 @@ pub struct Inputs {
     inputs: Vec<String>,
     lists: Vec<PathBuf>,
     stdin: Option<Spool>,
+    /// Arguments that were feeds, sitemaps or robots.txt, and what they list.
+    expanded: HashMap<String, crate::expand::Expanded>,
 }
 
 /// Standard input copied to a temporary file, removed when the run ends.
@@ -94,7 +105,14 @@ impl Inputs {
             inputs: inputs.to_vec(),
             lists: lists.to_vec(),
             stdin,
+            expanded: HashMap::new(),
         }
+    }
+
+    /// The arguments that are feeds, sitemaps or robots.txt, expanded (`expand::expand_args`).
+    pub fn with_expanded(mut self, expanded: HashMap<String, crate::expand::Expanded>) -> Inputs {
+        self.expanded = expanded;
+        self
     }
 
     /// One pass over every input in order, ids as they come (see `Unique`).
@@ -124,8 +142,35 @@ impl Inputs {
                         format!("cannot read stdin: {e}"),
                     )),
                 }
+            } else if let Some(done) = self.expanded.get(input) {
+                emit_expanded(done, emit);
             } else {
                 expand(input, emit);
+            }
+        }
+    }
+}
+
+/// The entries of a feed or sitemap argument, then its unreadable children.
+fn emit_expanded(done: &crate::expand::Expanded, emit: Emit) {
+    use crate::expand::{Expanded, Spooled};
+    match done {
+        Expanded::Invalid(source) => emit(source.clone()),
+        Expanded::Listing(listing) => {
+            if let Ok(f) = std::fs::File::open(&listing.spool) {
+                for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+                    let Ok(entry) = serde_json::from_str::<Spooled>(&line) else {
+                        continue;
+                    };
+                    if let Some(url) = parse_http_url(&entry.url) {
+                        let mut source = from_url(url);
+                        source.title = entry.title;
+                        emit(source);
+                    }
+                }
+            }
+            for e in &listing.errors {
+                emit(e.clone());
             }
         }
     }
@@ -313,6 +358,7 @@ fn invalid(display: &str, class: ErrorClass, message: String) -> Source {
         kind: SourceKind::Invalid { class, message },
         reference: None,
         list_dir: None,
+        title: None,
     }
 }
 
@@ -323,6 +369,7 @@ fn from_url(url: Url) -> Source {
         kind: SourceKind::Url(url),
         reference: None,
         list_dir: None,
+        title: None,
     }
 }
 
@@ -334,6 +381,7 @@ fn from_path(path: PathBuf) -> Source {
         kind: SourceKind::Path(path),
         reference: None,
         list_dir: None,
+        title: None,
     }
 }
 
@@ -754,6 +802,7 @@ pub fn jsonl_source(line: &str, at: &str, base_dir: &Path) -> Source {
             },
             reference: None,
             list_dir: None,
+            title: None,
         },
         _ => invalid(
             at,

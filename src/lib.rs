@@ -14,6 +14,7 @@ pub mod defuse;
 pub mod error;
 pub mod eval;
 pub mod exit;
+pub mod expand;
 pub mod extract;
 pub mod fetch;
 pub mod guard;

@@ -179,7 +179,32 @@ async fn run(config: Config) -> Result<Exit> {
     };
     // The inputs are read in passes, never held: one marks repeated ids, one counts what this
     // run will do, one feeds the pipeline.
-    let inputs = input::Inputs::new(&inputs, &config.lists, &mut std::io::stdin().lock());
+    let cache = config.cache_dir.clone().map(Cache::new);
+    // Inputs are fetched under the address policy; model backends (often on 127.0.0.1) are not.
+    let fetch_client = fetch::build_client(config.fetch.timeout, Some(config.fetch.address))?;
+    let fetcher = Fetcher::new(fetch_client, config.fetch.clone(), cache.clone());
+    let run_started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    // Feeds, sitemaps and robots.txt among the arguments become the documents they list.
+    let listings = {
+        use summarize::expand::{self, Since};
+        let since = match &config.listings.since {
+            Some(Since::Date(t)) => Some(*t),
+            Some(Since::LastRun) => config.output.as_deref().and_then(expand::last_run),
+            None => None,
+        };
+        let options = expand::Options {
+            from_feed: config.listings.from_feed,
+            since,
+            limit: config.listings.limit,
+            max_bytes: config.fetch.max_bytes,
+            quiet: config.quiet,
+        };
+        expand::expand_args(&inputs, &fetcher, &options).await
+    };
+    let inputs = input::Inputs::new(&inputs, &config.lists, &mut std::io::stdin().lock())
+        .with_expanded(listings);
     let (unique, listed) = input::Unique::plan(&inputs);
     // A job array's share of the inputs, before --resume looks at what is done.
     let shard = summarize::shard::resolve(config.shard.as_deref(), config.shards, &ProcessEnv)?;
@@ -230,10 +255,6 @@ async fn run(config: Config) -> Result<Exit> {
         ((in_shard, shard_total), Some(open_sink(&config, None)?))
     };
     let total = sources.1;
-    let cache = config.cache_dir.clone().map(Cache::new);
-    // Inputs are fetched under the address policy; model backends (often on 127.0.0.1) are not.
-    let fetch_client = fetch::build_client(config.fetch.timeout, Some(config.fetch.address))?;
-    let fetcher = Fetcher::new(fetch_client, config.fetch.clone(), cache.clone());
     let backend = match &config.summarize {
         Some(s) if total > 0 => {
             let calls = CallSettings {
@@ -252,6 +273,10 @@ async fn run(config: Config) -> Result<Exit> {
     let quiet = config.quiet;
     let stats_path = config.stats.clone();
     let metrics_path = config.metrics.clone();
+    // `--since last`: this run's start time is recorded when it finishes.
+    let since_file = (config.listings.since == Some(summarize::expand::Since::LastRun))
+        .then(|| config.output.as_deref().map(summarize::expand::since_file))
+        .flatten();
     let backend_name = config
         .summarize
         .as_ref()
@@ -306,6 +331,10 @@ async fn run(config: Config) -> Result<Exit> {
             outcome.auth_failed,
         )
     };
+    if let Some(path) = since_file.filter(|_| !outcome.interrupted) {
+        summarize::cache::replace_file(&path, format!("{run_started}\n").as_bytes())
+            .with_context(|| format!("cannot record the run time in '{}'", path.display()))?;
+    }
     if let Some(path) = metrics_path {
         let finished_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -691,6 +691,9 @@ async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, u64,
     {
         extracted.title = Some(title.clone());
     }
+    if let Some(title) = &source.title {
+        extracted.title = Some(title.clone());
+    }
     Ok(Prepared {
         extracted,
         fetch_ms,
@@ -721,6 +724,7 @@ async fn load(ctx: &Ctx, source: &Source) -> Result<(String, DocKind), DocError>
                 .map(decode::mime_essence)
                 .unwrap_or_default();
             decode::check_text_like(&fetched.body, url.as_str())?;
+            listing_is_not_a_document(&fetched.body, url.as_str())?;
             let kind = decode::doc_kind(&essence, fetched.final_url.path(), &fetched.body);
             let declared = fetched
                 .content_type
@@ -730,6 +734,21 @@ async fn load(ctx: &Ctx, source: &Source) -> Result<(String, DocKind), DocError>
             Ok((text, kind))
         }
         SourceKind::Path(path) => read_file(path, ctx.config.fetch.max_bytes).await,
+    }
+}
+
+/// A feed or sitemap met as a document (in a list, or by a name that did not say so) is
+/// reported, never summarized as if its XML were an article.
+fn listing_is_not_a_document(body: &[u8], shown: &str) -> Result<(), DocError> {
+    match crate::expand::sniff(body) {
+        Some(kind) => Err(DocError::new(
+            ErrorClass::UnsupportedContent,
+            format!(
+                "{shown}: is a {}, not a document: give it as an argument with --from-feed to summarize what it lists",
+                kind.name()
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -811,6 +830,7 @@ async fn read_file(path: &Path, max_bytes: u64) -> Result<(String, DocKind), Doc
         ));
     }
     decode::check_text_like(&body, &shown)?;
+    listing_is_not_a_document(&body, &shown)?;
     let kind = decode::doc_kind("", &lower, &body);
     let (text, _) = decode::decode(&body, None, kind);
     Ok((text, kind))

@@ -2906,3 +2906,174 @@ fn issue10_batch_export_and_import_for_offline_engines() {
     assert!(recs.iter().all(|r| field(r, "status") == "ok"), "{recs:?}");
     assert!(recs[3]["chunks"].as_u64().unwrap() > 1);
 }
+
+/// Issue 11: feeds (RSS 2.0, Atom, a local RSS file), sitemaps (an index with a gzipped child
+/// and a missing one) and robots.txt `Sitemap:` lines expand into the documents they list,
+/// titled from the feed; `--since` (a date, and `last` for cron), `--limit` and `--from-feed`
+/// act on them; a sitemap met inside a list is reported, never summarized as an article.
+#[test]
+fn issue11_feeds_and_sitemaps_expand_into_their_documents() {
+    use std::io::Write as _;
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>/pages/b1</loc></url></urlset>"#).unwrap();
+        e.finish().unwrap()
+    };
+    let site = Server::start(move |req: &Request| match req.path.as_str() {
+        "/robots.txt" => Reply::status(
+            200,
+            "text/plain",
+            "User-agent: *\nAllow: /\nSitemap: /sitemap_index.xml\n",
+        ),
+        "/feed.xml" => Reply::status(
+            200,
+            "application/rss+xml",
+            r#"<?xml version="1.0"?><rss version="2.0"><channel><title>Blog</title>
+            <item><title>Post one</title><link>/posts/1</link><pubDate>Sun, 01 Nov 2026 10:00:00 GMT</pubDate></item>
+            <item><title>Post two</title><link>/posts/2</link><pubDate>Fri, 20 Nov 2026 10:00:00 GMT</pubDate></item>
+            <item><title>Post three</title><link>/posts/3</link></item></channel></rss>"#,
+        ),
+        "/atom" => Reply::status(
+            200,
+            "application/atom+xml",
+            r#"<feed xmlns="http://www.w3.org/2005/Atom"><title>A</title><entry><title>Post four</title><link href="/posts/4"/><updated>2026-11-21T00:00:00Z</updated></entry></feed>"#,
+        ),
+        "/sitemap_index.xml" => Reply::status(
+            200,
+            "application/xml",
+            r#"<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+            <sitemap><loc>/sitemap-a.xml</loc><lastmod>2026-11-25</lastmod></sitemap>
+            <sitemap><loc>/sitemap-b.xml.gz</loc><lastmod>2026-10-01</lastmod></sitemap>
+            <sitemap><loc>/missing.xml</loc></sitemap></sitemapindex>"#,
+        ),
+        "/sitemap-a.xml" => Reply::status(
+            200,
+            "text/xml",
+            r#"<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+            <url><loc>/pages/a1</loc><lastmod>2026-11-26</lastmod></url><url><loc>/pages/a2</loc><lastmod>2026-10-05</lastmod></url></urlset>"#,
+        ),
+        "/sitemap-b.xml.gz" => Reply::status(200, "application/gzip", gz.clone()),
+        p if p.starts_with("/posts/") || p.starts_with("/pages/") => Reply::html(article(
+            &format!("Page title of {p}"),
+            &format!("the story at {p}"),
+        )),
+        _ => Reply::status(404, "text/plain", "not here"),
+    });
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[String]| {
+        let out = summarize(home.path())
+            .args(["--no-cache", "--retries", "0"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            records(&out.stdout),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ids = |recs: &[Value]| -> Vec<String> {
+        recs.iter()
+            .map(|r| {
+                r["id"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches(&site.url(""))
+                    .to_string()
+            })
+            .collect()
+    };
+    // Two feeds: every item once, in order, titled from the feed.
+    let (recs, code, stderr) = run(&[site.url("/feed.xml"), site.url("/atom")]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(ids(&recs), ["/posts/1", "/posts/2", "/posts/3", "/posts/4"]);
+    assert_eq!(field(&recs[0], "title"), "Post one");
+    assert!(recs.iter().all(|r| field(r, "status") == "ok"));
+    assert!(stderr.contains("a feed of 3 entries"), "{stderr}");
+
+    // A sitemap index: its children in order (one gzipped), the missing child an error record.
+    let (recs, code, _) = run(&[site.url("/sitemap_index.xml")]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        ids(&recs),
+        ["/pages/a1", "/pages/a2", "/pages/b1", "/missing.xml"]
+    );
+    assert_eq!(field(&recs[3], "error_class"), "http_client_error");
+    // robots.txt's Sitemap: lines lead to the same pages.
+    let (recs, _, _) = run(&[site.url("/robots.txt")]);
+    assert_eq!(
+        ids(&recs),
+        ["/pages/a1", "/pages/a2", "/pages/b1", "/missing.xml"]
+    );
+
+    // --since: newer items, undated ones kept; an older child sitemap is not even read.
+    let before = site.count("/sitemap-b.xml.gz");
+    let (recs, _, _) = run(&[
+        "--since".into(),
+        "2026-11-15".into(),
+        site.url("/feed.xml"),
+        site.url("/sitemap_index.xml"),
+    ]);
+    assert_eq!(
+        ids(&recs),
+        ["/posts/2", "/posts/3", "/pages/a1", "/missing.xml"]
+    );
+    assert_eq!(site.count("/sitemap-b.xml.gz"), before);
+    // --limit: the first N of each.
+    let (recs, _, _) = run(&[
+        "--limit".into(),
+        "1".into(),
+        site.url("/feed.xml"),
+        site.url("/atom"),
+    ]);
+    assert_eq!(ids(&recs), ["/posts/1", "/posts/4"]);
+
+    // --since last: the second run of a cron job gets only what is new (here: the undated).
+    let report = home.path().join("cron.jsonl");
+    let cron = [
+        "--since".to_string(),
+        "last".into(),
+        "-o".into(),
+        report.display().to_string(),
+        site.url("/feed.xml"),
+    ];
+    run(&cron);
+    assert_eq!(records(&std::fs::read(&report).unwrap()).len(), 3);
+    assert!(home.path().join("cron.jsonl.since").exists());
+    run(&cron);
+    assert_eq!(
+        ids(&records(&std::fs::read(&report).unwrap())),
+        ["/posts/3"]
+    );
+
+    // A local RSS file, with absolute links.
+    let local = home.path().join("saved.rss");
+    std::fs::write(
+        &local,
+        format!(r#"<rss version="2.0"><channel><item><title>Saved</title><link>{}</link></item></channel></rss>"#, site.url("/posts/9")),
+    )
+    .unwrap();
+    let (recs, _, _) = run(&[local.display().to_string()]);
+    assert_eq!(ids(&recs), ["/posts/9"]);
+    assert_eq!(field(&recs[0], "title"), "Saved");
+
+    // A sitemap inside a list is not an article; --from-feed on a page says it is no feed.
+    let list = home.path().join("urls.txt");
+    std::fs::write(
+        &list,
+        format!("{}\n{}\n", site.url("/posts/1"), site.url("/sitemap-a.xml")),
+    )
+    .unwrap();
+    let (recs, code, _) = run(&["--list".into(), list.display().to_string()]);
+    assert_eq!(code, Some(1));
+    assert_eq!(field(&recs[1], "error_class"), "unsupported_content");
+    assert!(
+        field(&recs[1], "error").contains("--from-feed"),
+        "{}",
+        recs[1]
+    );
+    let (recs, code, _) = run(&["--from-feed".into(), site.url("/posts/1")]);
+    assert_eq!(code, Some(1));
+    assert_eq!(recs.len(), 1);
+    assert_eq!(field(&recs[0], "error_class"), "unsupported_content");
+}
