@@ -6,7 +6,7 @@ SHARED ?= ../shared
 BIN_DEBUG = $${CARGO_TARGET_DIR:-target}/debug/summarize
 BIN_RELEASE = $${CARGO_TARGET_DIR:-target}/release/summarize
 
-.PHONY: all build release run test lint lean unit extract-gate test-integration model bench-local bench-docs bench-extract bench-venv eval cv-extractive bench-rouge fuzz injection soak test-slurm bench-scale clean
+.PHONY: all build release run test lint lean unit extract-gate test-integration model bench-local bench-docs bench-extract bench-venv eval cv-extractive bench-rouge fuzz injection soak test-slurm bench-scale bench-pdf clean
 
 all: build
 
@@ -116,6 +116,14 @@ injection: build model
 # release build (no engine); about 20 minutes on 2 cores. BASE_BIN=old-summarize adds ratios.
 bench-scale:
 	scripts/bench-scale.sh
+
+# Issue 11: PDF text by each candidate library, poppler's pdftotext (the anchor) and summarize:
+# word F1 on PDFs typeset by pdflatex from known texts, and pages/s. Needs poppler-utils and
+# texlive-latex-base (Debian); the candidates build in their own crate (bench/pdf-candidates).
+bench-pdf:
+	$(CARGO) build --release --quiet --no-default-features
+	CARGO_TARGET_DIR="$$(realpath -m $${CARGO_TARGET_DIR:-target})/pdf-candidates" $(CARGO) build --release --quiet --manifest-path bench/pdf-candidates/Cargo.toml
+	$(PYTHON) scripts/bench_pdf.py --data $(SHARED)/data/summarization/cnndm/dev.jsonl --summarize $(BIN_RELEASE) --candidates $${CARGO_TARGET_DIR:-target}/pdf-candidates/release/pdf-candidates
 
 # summarize eval vs Python rouge-score on the same 150 CNN/DM pairs.
 bench-rouge: release

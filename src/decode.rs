@@ -12,6 +12,8 @@ pub enum DocKind {
     Html,
     Markdown,
     Text,
+    /// Bytes, not text: read by `extract::pdf`.
+    Pdf,
 }
 
 /// The media type without parameters, lowercased, from a `Content-Type` value.
@@ -44,6 +46,7 @@ pub fn supported_mime(essence: &str) -> bool {
                 | "application/xml"
                 | "application/markdown"
                 // Feeds are fetched to say what they are (see expand.rs), not summarized.
+                | "application/pdf"
                 | "application/rss+xml"
                 | "application/atom+xml"
                 | "application/rdf+xml"

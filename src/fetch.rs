@@ -219,10 +219,12 @@ impl Fetcher {
             .as_deref()
             .map(decode::mime_essence)
             .unwrap_or_default();
-        if !any_type && !decode::supported_mime(&essence) {
+        // A PDF served as a download (`application/octet-stream`) is known by its first bytes.
+        let sniff_pdf = essence == "application/octet-stream" || essence == "binary/octet-stream";
+        if !any_type && !sniff_pdf && !decode::supported_mime(&essence) {
             return Err(DocError::new(
                 ErrorClass::UnsupportedContent,
-                format!("{url}: content type {essence} is not supported (HTML, Markdown and plain text are)"),
+                format!("{url}: content type {essence} is not supported (HTML, Markdown, plain text and PDF are)"),
             ));
         }
         let max = self.config.max_bytes;
@@ -237,6 +239,12 @@ impl Fetcher {
                         return Err(too_large(url, max));
                     }
                     body.extend_from_slice(&chunk);
+                    if sniff_pdf && !any_type && body.len() >= 5 && !body.starts_with(b"%PDF-") {
+                        return Err(DocError::new(
+                            ErrorClass::UnsupportedContent,
+                            format!("{url}: content type {essence} is not supported (HTML, Markdown, plain text and PDF are)"),
+                        ));
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => return Err(classify(&e, url)),

@@ -62,7 +62,9 @@ pub fn id_from_json(v: &serde_json::Value) -> Option<String> {
 }
 
 /// File extensions searched for inside directories.
-const DOC_EXTENSIONS: &[&str] = &["html", "htm", "xhtml", "md", "markdown", "txt", "text"];
+const DOC_EXTENSIONS: &[&str] = &[
+    "html", "htm", "xhtml", "md", "markdown", "txt", "text", "pdf",
+];
 
 /// Expands every input in order into a vector, ids made unique. `stdin` is read only when
 /// `-` is given. Runs stream through `Inputs` instead; this is for the small lists of
@@ -432,7 +434,10 @@ fn expand_file(path: &Path, out: Emit) {
         parse_jsonl_file(path, out);
         return;
     }
-    if !matches!(ext.as_str(), "html" | "htm" | "xhtml" | "md" | "markdown") {
+    if !matches!(
+        ext.as_str(),
+        "html" | "htm" | "xhtml" | "md" | "markdown" | "pdf"
+    ) {
         match sniff_list(path) {
             Sniff::List => {
                 // Read line by line, whatever its size: a list of 200,000 URLs is still a list.

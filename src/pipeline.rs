@@ -648,8 +648,9 @@ async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, u64,
         .stack_size(EXTRACT_STACK)
         .spawn(move || {
             let display = worker_display;
-            let result = std::panic::catch_unwind(|| {
-                extract::extract(&body, kind, &extract_config, &display)
+            let result = std::panic::catch_unwind(|| match &body {
+                Loaded::Text(text) => extract::extract(text, kind, &extract_config, &display),
+                Loaded::Pdf(bytes) => extract::extract_pdf(bytes, &display),
             });
             let result = result.unwrap_or_else(|_| {
                 Err(DocError::new(
@@ -702,13 +703,24 @@ async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, u64,
 }
 
 /// The document's text and kind, from the network, a file, or the input record itself.
-async fn load(ctx: &Ctx, source: &Source) -> Result<(String, DocKind), DocError> {
+/// A document as loaded: decoded text, or the bytes of a PDF.
+enum Loaded {
+    Text(String),
+    Pdf(Vec<u8>),
+}
+
+/// A PDF by its type or its first bytes.
+fn is_pdf(essence: &str, body: &[u8]) -> bool {
+    essence == "application/pdf" || body.starts_with(b"%PDF-")
+}
+
+async fn load(ctx: &Ctx, source: &Source) -> Result<(Loaded, DocKind), DocError> {
     match &source.kind {
         SourceKind::Invalid { class, message } => Err(DocError::new(*class, message.clone())),
         SourceKind::Text { text, .. } => {
             let kind = decode::doc_kind("", "", text.as_bytes());
             Ok((
-                text.clone(),
+                Loaded::Text(text.clone()),
                 if kind == DocKind::Html {
                     kind
                 } else {
@@ -723,6 +735,9 @@ async fn load(ctx: &Ctx, source: &Source) -> Result<(String, DocKind), DocError>
                 .as_deref()
                 .map(decode::mime_essence)
                 .unwrap_or_default();
+            if is_pdf(&essence, &fetched.body) {
+                return Ok((Loaded::Pdf(fetched.body), DocKind::Pdf));
+            }
             decode::check_text_like(&fetched.body, url.as_str())?;
             listing_is_not_a_document(&fetched.body, url.as_str())?;
             let kind = decode::doc_kind(&essence, fetched.final_url.path(), &fetched.body);
@@ -731,7 +746,7 @@ async fn load(ctx: &Ctx, source: &Source) -> Result<(String, DocKind), DocError>
                 .as_deref()
                 .and_then(decode::charset_param);
             let (text, _) = decode::decode(&fetched.body, declared.as_deref(), kind);
-            Ok((text, kind))
+            Ok((Loaded::Text(text), kind))
         }
         SourceKind::Path(path) => read_file(path, ctx.config.fetch.max_bytes).await,
     }
@@ -752,7 +767,7 @@ fn listing_is_not_a_document(body: &[u8], shown: &str) -> Result<(), DocError> {
     }
 }
 
-async fn read_file(path: &Path, max_bytes: u64) -> Result<(String, DocKind), DocError> {
+async fn read_file(path: &Path, max_bytes: u64) -> Result<(Loaded, DocKind), DocError> {
     let shown = path.display().to_string();
     let io_err = |e: std::io::Error| {
         let class = if e.kind() == std::io::ErrorKind::NotFound {
@@ -798,16 +813,14 @@ async fn read_file(path: &Path, max_bytes: u64) -> Result<(String, DocKind), Doc
         ));
     }
     let lower = shown.to_ascii_lowercase();
-    if [
-        ".pdf", ".docx", ".png", ".jpg", ".jpeg", ".gif", ".zip", ".gz",
-    ]
-    .iter()
-    .any(|ext| lower.ends_with(ext))
+    if [".docx", ".png", ".jpg", ".jpeg", ".gif", ".zip", ".gz"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
     {
         return Err(DocError::new(
             ErrorClass::UnsupportedContent,
             format!(
-                "{shown}: this file type is not supported yet (HTML, Markdown and plain text are)"
+                "{shown}: this file type is not supported yet (HTML, Markdown, plain text and PDF are)"
             ),
         ));
     }
@@ -829,9 +842,12 @@ async fn read_file(path: &Path, max_bytes: u64) -> Result<(String, DocKind), Doc
             ),
         ));
     }
+    if is_pdf("", &body) {
+        return Ok((Loaded::Pdf(body), DocKind::Pdf));
+    }
     decode::check_text_like(&body, &shown)?;
     listing_is_not_a_document(&body, &shown)?;
     let kind = decode::doc_kind("", &lower, &body);
     let (text, _) = decode::decode(&body, None, kind);
-    Ok((text, kind))
+    Ok((Loaded::Text(text), kind))
 }

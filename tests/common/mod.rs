@@ -340,3 +340,84 @@ pub fn interrupt(child: &std::process::Child) {
         .unwrap();
     assert!(sent.success(), "kill -INT {} failed", child.id());
 }
+
+/// A real, minimal PDF (1.4, Helvetica, uncompressed): each page's lines are set top to bottom
+/// with `Tj`, as any producer writes them. `info` becomes the document information dictionary;
+/// `encrypt` adds an /Encrypt entry (RC4 40-bit, owner and user passwords unknown) so readers
+/// must refuse it; a page given as no lines has no text layer, like a scan.
+pub fn pdf(pages: &[Vec<String>], info: &[(&str, &str)], encrypt: bool) -> Vec<u8> {
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('(', "\\(")
+            .replace(')', "\\)")
+    };
+    let n = pages.len();
+    // Objects: 1 catalog, 2 pages, 3 font, then per page (page, contents), then info, encrypt.
+    let mut objects: Vec<String> = Vec::new();
+    objects.push("<< /Type /Catalog /Pages 2 0 R >>".into());
+    let kids: Vec<String> = (0..n).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
+    objects.push(format!(
+        "<< /Type /Pages /Kids [{}] /Count {n} >>",
+        kids.join(" ")
+    ));
+    objects.push(
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into(),
+    );
+    for (i, lines) in pages.iter().enumerate() {
+        objects.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+            5 + 2 * i
+        ));
+        let mut stream = String::new();
+        if lines.is_empty() {
+            // A scanned page: a filled rectangle, no text.
+            stream.push_str("0.5 g 72 72 468 648 re f\n");
+        } else {
+            stream.push_str("BT /F1 11 Tf 14 TL 72 740 Td\n");
+            for l in lines {
+                stream.push_str(&format!("({}) Tj T*\n", esc(l)));
+            }
+            stream.push_str("ET\n");
+        }
+        objects.push(format!(
+            "<< /Length {} >>\nstream\n{stream}endstream",
+            stream.len()
+        ));
+    }
+    let info_id = objects.len() + 1;
+    let fields: Vec<String> = info
+        .iter()
+        .map(|(k, v)| format!("/{k} ({})", esc(v)))
+        .collect();
+    objects.push(format!("<< {} >>", fields.join(" ")));
+    let encrypt_id = objects.len() + 1;
+    if encrypt {
+        objects.push("<< /Filter /Standard /V 1 /R 2 /O <28BF4E5E4E758A4164004E56FFFA01082E2E00B6D0683E802F0CA9FE6453697A> /U <28BF4E5E4E758A4164004E56FFFA01082E2E00B6D0683E802F0CA9FE6453697A> /P -64 >>".into());
+    }
+    let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, obj) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{obj}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    let encrypt_ref = if encrypt {
+        format!(" /Encrypt {encrypt_id} 0 R /ID [<0123456789ABCDEF0123456789ABCDEF> <0123456789ABCDEF0123456789ABCDEF>]")
+    } else {
+        String::new()
+    };
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R /Info {info_id} 0 R{encrypt_ref} >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}

@@ -3,6 +3,8 @@
 //! with `--select`, through the user's own CSS selection. Markdown and plain text are cleaned
 //! lightly. Pure functions: no I/O, no async; callers run this on the rayon pool.
 
+pub mod pdf;
+
 use scraper::{ElementRef, Html, Node, Selector};
 use trafilatura::{ExtractionFocus, Options};
 
@@ -91,7 +93,7 @@ pub fn extract(
     config: &ExtractConfig,
     source: &str,
 ) -> Result<Extracted, DocError> {
-    let mut out = match kind {
+    let out = match kind {
         DocKind::Html => extract_html(body, config, source)?,
         DocKind::Markdown => extract_markdown(body),
         DocKind::Text => Extracted {
@@ -102,7 +104,18 @@ pub fn extract(
             },
             ..Extracted::default()
         },
+        DocKind::Pdf => unreachable!("PDFs are bytes: extract_pdf"),
     };
+    finish(out, kind, source)
+}
+
+/// A PDF's text (see pdf.rs), checked like any document's.
+pub fn extract_pdf(bytes: &[u8], source: &str) -> Result<Extracted, DocError> {
+    finish(pdf::extract(bytes, source)?, DocKind::Pdf, source)
+}
+
+/// What every kind of document goes through: clean text, the title not repeated, enough words.
+fn finish(mut out: Extracted, kind: DocKind, source: &str) -> Result<Extracted, DocError> {
     out.title = out
         .title
         .map(|t| clean_text(t.trim()))
