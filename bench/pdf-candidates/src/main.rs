@@ -14,7 +14,7 @@ fn main() {
             match lib.as_str() {
                 "pdf-extract" => pdf_extract::extract_text_from_mem(&bytes).map_err(|e| e.to_string()),
                 "pdf_oxide" => {
-                    let mut doc = pdf_oxide::PdfDocument::from_bytes(bytes.clone()).map_err(|e| e.to_string())?;
+                    let doc = pdf_oxide::PdfDocument::from_bytes(bytes.clone()).map_err(|e| e.to_string())?;
                     let pages = doc.page_count().map_err(|e| e.to_string())?;
                     let mut text = String::new();
                     for p in 0..pages {
