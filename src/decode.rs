@@ -240,7 +240,8 @@ mod tests {
             charset_param("text/html; charset=\"ISO-8859-1\"").as_deref(),
             Some("ISO-8859-1")
         );
-        assert!(!supported_mime("application/pdf"));
+        assert!(supported_mime("application/pdf"));
+        assert!(!supported_mime("image/png"));
         assert!(supported_mime("text/markdown"));
     }
 
