@@ -531,15 +531,37 @@ impl Client {
         let mut every = self.poll;
         let cap = self.poll.max(Duration::from_secs(60));
         let mut last = String::new();
+        // On a terminal a bar of requests done; in logs a line whenever the state changes.
+        use std::io::IsTerminal;
+        let bar = (!self.quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} requests {msg}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
         loop {
             let batch = self.get(id).await?;
             if matches!(
                 batch.status.as_str(),
                 "completed" | "failed" | "expired" | "cancelled"
             ) {
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
                 return Ok(batch);
             }
             let c = batch.request_counts.unwrap_or_default();
+            if let Some(bar) = &bar {
+                bar.set_length(c.total);
+                bar.set_position(c.completed + c.failed);
+                bar.set_message(format!("{} ({} failed)", batch.status, c.failed));
+            }
             let line = format!(
                 "batch: {id} {}: {} of {} requests done ({} failed), {:.0}s",
                 batch.status,
@@ -548,7 +570,7 @@ impl Client {
                 c.failed,
                 started.elapsed().as_secs_f64()
             );
-            if line.split(',').next() != last.split(',').next() {
+            if bar.is_none() && line.split(',').next() != last.split(',').next() {
                 self.say(&line);
             }
             last = line;
