@@ -2815,6 +2815,33 @@ fn issue10_batch_failures_are_records_and_a_killed_run_attaches() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(home.path().join("attach.jsonl.batch/state.json").exists());
+    // Ctrl-C while waiting: exit 130 at once, the batch left to the server and to the next run.
+    let mut sigint = std::process::Command::new(assert_cmd::cargo::cargo_bin("summarize"))
+        .env("HOME", home.path())
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("OPENAI_BASE_URL", server.base_url())
+        .args(["-b", "openai", "--chunk-tokens", "200", "--no-cache"])
+        .args(["--batch", "--batch-poll", "0.05", "-q", "-o"])
+        .arg(&out)
+        .arg(&docs)
+        .spawn()
+        .unwrap();
+    let polls = server.state().batches[0].polls;
+    let waited = std::time::Instant::now();
+    while server.state().batches[0].polls < polls + 1 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "the batch was not polled again"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    interrupt(&sigint);
+    assert_eq!(sigint.wait().unwrap().code(), Some(130));
+    assert_eq!(
+        server.state().batches.len(),
+        1,
+        "attached, nothing sent again"
+    );
     let o = cmd(&server, &out).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");

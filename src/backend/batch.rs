@@ -574,7 +574,18 @@ impl Client {
                 self.say(&line);
             }
             last = line;
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                // The pipeline's passes listen for Ctrl-C, so the default handler is gone: a
+                // wait must listen too. The batch goes on; the same command attaches to it.
+                _ = tokio::signal::ctrl_c() => {
+                    if let Some(bar) = &bar {
+                        bar.finish_and_clear();
+                    }
+                    eprintln!("summarize: interrupted while waiting for batch {id}; it goes on at the server: run the same command again to attach to it");
+                    std::process::exit(130);
+                }
+            }
             every = (every * 2).min(cap);
         }
     }
