@@ -577,25 +577,19 @@ async fn expand_one(
                 Err(e) if opts.from_feed => return Some(Expanded::Invalid(invalid(arg, &e))),
                 Err(_) => return None, // the run fetches it again and reports what is wrong
             };
-            let body = match gunzip(&fetched.body, opts.max_bytes) {
-                Ok(b) => b,
-                Err(e) => return Some(not_listing(e)),
-            };
-            match parse(&body, Some(&fetched.final_url)) {
-                Ok((Kind::SitemapIndex, list)) => {
-                    say(format!("{arg}: a sitemap index of {} sitemaps", list.len()));
-                    children(fetcher, list, 1, opts, &mut errors).await
-                }
-                Ok((kind, list)) => {
-                    say(format!(
-                        "{arg}: a {} of {} entries",
-                        kind.name(),
-                        list.len()
-                    ));
-                    list
-                }
-                Err(e) if opts.from_feed || sniff(&body).is_some() => return Some(not_listing(e)),
-                Err(_) => return None,
+            match listed(
+                arg,
+                &fetched.body,
+                Some(&fetched.final_url),
+                fetcher,
+                opts,
+                &mut errors,
+            )
+            .await
+            {
+                Ok(list) => list,
+                Err(None) => return None,
+                Err(Some(why)) => return Some(not_listing(why)),
             }
         }
     } else {
@@ -625,25 +619,10 @@ async fn expand_one(
                 return Some(Expanded::Invalid(invalid(arg, &e)));
             }
         };
-        let body = match gunzip(&body, opts.max_bytes) {
-            Ok(b) => b,
-            Err(e) => return Some(not_listing(e)),
-        };
-        match parse(&body, None) {
-            Ok((Kind::SitemapIndex, list)) => {
-                say(format!("{arg}: a sitemap index of {} sitemaps", list.len()));
-                children(fetcher, list, 1, opts, &mut errors).await
-            }
-            Ok((kind, list)) => {
-                say(format!(
-                    "{arg}: a {} of {} entries",
-                    kind.name(),
-                    list.len()
-                ));
-                list
-            }
-            Err(e) if opts.from_feed || sniff(&body).is_some() => return Some(not_listing(e)),
-            Err(_) => return None,
+        match listed(arg, &body, None, fetcher, opts, &mut errors).await {
+            Ok(list) => list,
+            Err(None) => return None,
+            Err(Some(why)) => return Some(not_listing(why)),
         }
     };
     let listed = entries.len();
@@ -668,6 +647,41 @@ async fn expand_one(
             );
             Some(Expanded::Invalid(invalid(arg, &e)))
         }
+    }
+}
+
+/// The entries of a feed or sitemap body (gzipped or not; a sitemap index's children read).
+/// `Err(None)`: not a listing, leave the argument as it is; `Err(Some(why))`: it should
+/// have been one (by its content, or `--from-feed`) and is not readable.
+async fn listed(
+    arg: &str,
+    body: &[u8],
+    base: Option<&Url>,
+    fetcher: &crate::fetch::Fetcher,
+    opts: &Options,
+    errors: &mut Vec<crate::input::Source>,
+) -> Result<Vec<Entry>, Option<String>> {
+    let body = gunzip(body, opts.max_bytes).map_err(Some)?;
+    let say = |line: String| {
+        if !opts.quiet {
+            eprintln!("summarize: {line}");
+        }
+    };
+    match parse(&body, base) {
+        Ok((Kind::SitemapIndex, list)) => {
+            say(format!("{arg}: a sitemap index of {} sitemaps", list.len()));
+            Ok(children(fetcher, list, 1, opts, errors).await)
+        }
+        Ok((kind, list)) => {
+            say(format!(
+                "{arg}: a {} of {} entries",
+                kind.name(),
+                list.len()
+            ));
+            Ok(list)
+        }
+        Err(e) if opts.from_feed || sniff(&body).is_some() => Err(Some(e)),
+        Err(_) => Err(None),
     }
 }
 

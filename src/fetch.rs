@@ -105,18 +105,7 @@ impl Fetcher {
     /// Downloads one URL with retries, where its site's robots.txt allows it.
     pub async fn get(&self, url: &Url) -> Result<Fetched, DocError> {
         let host = url.host_str().unwrap_or("").to_string();
-        let delay = match &self.robots {
-            Some(robots) => {
-                let rules = robots
-                    .rules(url, |at| async move {
-                        crate::robots::Robots::from_fetch(self.get_plain(&at).await)
-                    })
-                    .await;
-                crate::robots::Robots::check(&rules, url)?;
-                rules.crawl_delay
-            }
-            None => None,
-        };
+        let delay = self.robots_allow(url).await?;
         retry::with_retries(self.config.retries, |_| async {
             // Held per attempt, not across backoff sleeps.
             let _permit = self.per_host.acquire(&host).await;
@@ -132,14 +121,7 @@ impl Fetcher {
     /// first unless `robots_itself`.
     pub async fn get_any(&self, url: &Url, robots_itself: bool) -> Result<Fetched, DocError> {
         if !robots_itself {
-            if let Some(robots) = &self.robots {
-                let rules = robots
-                    .rules(url, |at| async move {
-                        crate::robots::Robots::from_fetch(self.get_plain(&at).await)
-                    })
-                    .await;
-                crate::robots::Robots::check(&rules, url)?;
-            }
+            self.robots_allow(url).await?;
         }
         let host = url.host_str().unwrap_or("").to_string();
         retry::with_retries(self.config.retries, |_| async {
@@ -147,6 +129,21 @@ impl Fetcher {
             self.get_once(url, true).await
         })
         .await
+    }
+
+    /// `robots_disallowed` when the site's robots.txt (fetched once per site) refuses `url`;
+    /// else its Crawl-delay, if any. Nothing is asked with `--ignore-robots`.
+    async fn robots_allow(&self, url: &Url) -> Result<Option<Duration>, DocError> {
+        let Some(robots) = &self.robots else {
+            return Ok(None);
+        };
+        let rules = robots
+            .rules(url, |at| async move {
+                crate::robots::Robots::from_fetch(self.get_plain(&at).await)
+            })
+            .await;
+        crate::robots::Robots::check(&rules, url)?;
+        Ok(rules.crawl_delay)
     }
 
     /// A URL's body with retries, no robots.txt asked (robots.txt itself).
