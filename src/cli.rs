@@ -307,6 +307,14 @@ pub struct InputArgs {
     #[arg(long, env = "SUMMARIZE_IGNORE_ROBOTS")]
     pub ignore_robots: bool,
 
+    /// Read pages built by JavaScript through a headless Chromium. `auto` renders a fetched page
+    /// again when its HTML extracts to (almost) nothing and looks script-built; `always`
+    /// renders every HTML page fetched by URL. The browser fetches nothing itself: every
+    /// request it makes goes through this tool's client. Chromium: `SUMMARIZE_CHROMIUM`, else
+    /// `chromium` or `google-chrome` on PATH.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = crate::render::Mode::Auto, env = "SUMMARIZE_RENDER")]
+    pub render: crate::render::Mode,
+
     /// At most N requests in flight to any one host.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub per_host: usize,

@@ -77,6 +77,9 @@ pub struct FetchConfig {
     pub address: crate::address::Policy,
     /// Honour each site's robots.txt (`--ignore-robots` turns it off).
     pub robots: bool,
+    /// `--render`, and how many pages render at once.
+    pub render: crate::render::Mode,
+    pub render_tabs: usize,
 }
 
 /// CSS selectors applied to HTML before extraction; both are validated at start-up.
@@ -293,6 +296,12 @@ fn input_config(args: &InputArgs) -> Result<(FetchConfig, ExtractConfig)> {
             args.timeout
         );
     }
+    if args.render == crate::render::Mode::Always && crate::render::find_chromium().is_none() {
+        bail!(
+            "--render always needs a Chromium, and none was found: {}; or use --render auto",
+            crate::render::INSTALL_HINT
+        );
+    }
     if args.resume && args.format != Format::Jsonl {
         bail!("--resume works with JSONL reports only: drop -f or use -f jsonl");
     }
@@ -313,6 +322,9 @@ fn input_config(args: &InputArgs) -> Result<(FetchConfig, ExtractConfig)> {
             max_bytes: args.max_bytes,
             per_host: args.per_host.max(1),
             robots: !args.ignore_robots,
+            render: args.render,
+            // Each tab is a renderer process (~100 MB): a few are plenty.
+            render_tabs: args.jobs.clamp(1, 4),
             address: if args.allow_private {
                 crate::address::Policy::AllowAll
             } else if args.public_only {

@@ -44,6 +44,8 @@ pub enum ErrorClass {
     BlockedAddress,
     /// The site's robots.txt refuses the path (`--ignore-robots` overrides).
     RobotsDisallowed,
+    /// The headless browser could not render the page (`--render`).
+    RenderFailed,
     /// The backend refused the credentials (401/403).
     BackendAuth,
     /// The backend could not be reached.
@@ -82,6 +84,7 @@ impl ErrorClass {
             ErrorClass::ExtractTimeout => "extract_timeout",
             ErrorClass::BlockedAddress => "blocked_address",
             ErrorClass::RobotsDisallowed => "robots_disallowed",
+            ErrorClass::RenderFailed => "render_failed",
             ErrorClass::BackendAuth => "backend_auth",
             ErrorClass::BackendUnavailable => "backend_unavailable",
             ErrorClass::BackendRateLimited => "backend_rate_limited",
@@ -154,6 +157,7 @@ mod tests {
             ErrorClass::EmptyExtraction,
             ErrorClass::ExtractTimeout,
             ErrorClass::BlockedAddress,
+            ErrorClass::RenderFailed,
             ErrorClass::BackendAuth,
         ] {
             let json = serde_json::to_string(&class).unwrap();

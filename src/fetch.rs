@@ -48,6 +48,8 @@ pub struct Fetcher {
     cache: Option<Cache>,
     /// robots.txt of every origin, unless `--ignore-robots`.
     robots: Option<Arc<crate::robots::Robots>>,
+    /// The run's headless browser (`--render`), started when a page first needs it.
+    renderer: Arc<crate::render::Renderer>,
 }
 
 /// Builds the reqwest client every part of the tool shares: fetching and backends alike.
@@ -92,6 +94,11 @@ impl Fetcher {
         Fetcher {
             per_host: Arc::new(PerHost::new(config.per_host)),
             robots: config.robots.then(Arc::default),
+            renderer: Arc::new(crate::render::Renderer::new(
+                config.render,
+                config.render_tabs,
+                config.timeout,
+            )),
             client,
             config,
             cache,
@@ -100,6 +107,10 @@ impl Fetcher {
 
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    pub fn renderer(&self) -> &crate::render::Renderer {
+        &self.renderer
     }
 
     /// Downloads one URL with retries, where its site's robots.txt allows it.
@@ -261,6 +272,90 @@ impl Fetcher {
         Ok(Fetched {
             final_url: resp.url().clone(),
             content_type,
+            body,
+        })
+    }
+}
+
+/// A rendered page's own request answered: status, headers (body framing removed: the body is
+/// whole and decoded), body.
+#[derive(Debug)]
+pub struct SubResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Fetcher {
+    /// A request a page makes while it renders (`--render`): its scripts and their data. One
+    /// attempt through the run's client, so the address policy, `--timeout` and `--max-bytes`
+    /// hold; whatever the status (the page's scripts handle a 404 themselves). No robots.txt:
+    /// like a browser's, these are a page's parts, not pages.
+    pub async fn subrequest(
+        &self,
+        method: &str,
+        url: &Url,
+        headers: &[(String, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<SubResponse, DocError> {
+        if let Some(blocked) = crate::address::check_literal(url, self.config.address) {
+            return Err(DocError::new(
+                ErrorClass::BlockedAddress,
+                format!("{url}: {blocked}"),
+            ));
+        }
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| {
+            DocError::new(
+                ErrorClass::InvalidInput,
+                format!("{url}: method {method:?}"),
+            )
+        })?;
+        let mut request = self.client.request(method, url.clone());
+        for (name, value) in headers {
+            // The client frames and decodes bodies itself, and speaks as this tool.
+            let lower = name.to_ascii_lowercase();
+            if matches!(
+                lower.as_str(),
+                "host" | "connection" | "content-length" | "accept-encoding" | "user-agent"
+            ) {
+                continue;
+            }
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let mut resp = request
+            .timeout(self.config.timeout)
+            .send()
+            .await
+            .map_err(|e| classify(&e, url))?;
+        let max = self.config.max_bytes;
+        if resp.content_length().is_some_and(|n| n > max) {
+            return Err(too_large(url, max));
+        }
+        let headers = resp
+            .headers()
+            .iter()
+            .filter(|(name, _)| {
+                !matches!(
+                    name.as_str(),
+                    "content-encoding" | "content-length" | "transfer-encoding" | "connection"
+                )
+            })
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+            .collect();
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, url))? {
+            if body.len() as u64 + chunk.len() as u64 > max {
+                return Err(too_large(url, max));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(SubResponse {
+            status,
+            headers,
             body,
         })
     }

@@ -26,6 +26,7 @@ pub mod preselect;
 pub mod progress;
 pub mod prompt;
 pub mod ratelimit;
+pub mod render;
 pub mod report;
 pub mod retry;
 pub mod robots;

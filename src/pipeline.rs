@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use url::Url;
 
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -49,8 +50,18 @@ struct Ctx {
 /// A document's text before summarizing, with the time each stage took.
 struct Prepared {
     extracted: Extracted,
+    stages: Stages,
+}
+
+/// Time spent on a document before summarizing, failed or not.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stages {
     fetch_ms: u64,
     extract_ms: u64,
+    /// Time in the headless browser (`--render`), when a page went to it.
+    render_ms: Option<u64>,
+    /// The text is the rendered page's.
+    rendered: bool,
 }
 
 /// Runs every source and writes one record per source, in order.
@@ -186,6 +197,9 @@ pub async fn run(
         }
     }
     progress.finish();
+    // Documents still in process (an interrupt, a broken pipe) are stopped before the browser.
+    drop(results);
+    ctx.fetcher.renderer().shutdown().await;
     let mut stats = stats.finish(started.elapsed());
     if let Some(backend) = &ctx.backend {
         stats.replicas = backend.replica_stats();
@@ -349,7 +363,7 @@ async fn process(ctx: &Ctx, source: &Source) -> Map<String, Value> {
 
 fn extract_record(
     source: &Source,
-    prepared: Result<Prepared, (DocError, u64, u64)>,
+    prepared: Result<Prepared, (DocError, Stages)>,
     started: Instant,
 ) -> Map<String, Value> {
     let mut rec = ExtractRecord {
@@ -364,16 +378,16 @@ fn extract_record(
             rec.date = p.extracted.date;
             rec.text = Some(p.extracted.text);
             rec.words = p.extracted.words;
-            rec.fetch_ms = p.fetch_ms;
-            rec.extract_ms = p.extract_ms;
+            (rec.fetch_ms, rec.extract_ms) = (p.stages.fetch_ms, p.stages.extract_ms);
+            (rec.rendered, rec.render_ms) = (p.stages.rendered, p.stages.render_ms);
         }
-        Err((e, fetch_ms, extract_ms)) => {
+        Err((e, stages)) => {
             rec.status = Status::Error;
             rec.error_class = Some(e.class.to_string());
             rec.error = Some(e.message);
             rec.http_status = e.http_status;
-            rec.fetch_ms = fetch_ms;
-            rec.extract_ms = extract_ms;
+            (rec.fetch_ms, rec.extract_ms) = (stages.fetch_ms, stages.extract_ms);
+            (rec.rendered, rec.render_ms) = (stages.rendered, stages.render_ms);
         }
     }
     rec.total_ms = ms(started.elapsed());
@@ -383,7 +397,7 @@ fn extract_record(
 async fn summary_record(
     ctx: &Ctx,
     source: &Source,
-    prepared: Result<Prepared, (DocError, u64, u64)>,
+    prepared: Result<Prepared, (DocError, Stages)>,
     started: Instant,
 ) -> Map<String, Value> {
     let config = ctx
@@ -402,8 +416,8 @@ async fn summary_record(
     };
     let result = match prepared {
         Ok(p) => {
-            rec.fetch_ms = p.fetch_ms;
-            rec.extract_ms = p.extract_ms;
+            (rec.fetch_ms, rec.extract_ms) = (p.stages.fetch_ms, p.stages.extract_ms);
+            (rec.rendered, rec.render_ms) = (p.stages.rendered, p.stages.render_ms);
             rec.title = p.extracted.title.clone();
             rec.input_words = p.extracted.words;
             if ctx.auth_failed.load(Ordering::SeqCst) {
@@ -446,9 +460,9 @@ async fn summary_record(
                     })
             }
         }
-        Err((e, fetch_ms, extract_ms)) => {
-            rec.fetch_ms = fetch_ms;
-            rec.extract_ms = extract_ms;
+        Err((e, stages)) => {
+            (rec.fetch_ms, rec.extract_ms) = (stages.fetch_ms, stages.extract_ms);
+            (rec.rendered, rec.render_ms) = (stages.rendered, stages.render_ms);
             Err(e)
         }
     };
@@ -627,22 +641,102 @@ fn extract_slots() -> &'static tokio::sync::Semaphore {
     })
 }
 
-/// Fetch or read, decode, extract. Errors carry the stage times spent before failing.
-async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, u64, u64)> {
+/// Fetch or read, decode, extract (rendering in a browser where `--render` asks). Errors carry
+/// the stage times spent before failing.
+async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, Stages)> {
     let t = Instant::now();
     let loaded = load(ctx, source).await;
-    let fetch_ms = ms(t.elapsed());
-    let (body, kind) = loaded.map_err(|e| (e, fetch_ms, 0))?;
-    let t = Instant::now();
-    let extract_config = ctx.config.extract.clone();
+    let mut stages = Stages {
+        fetch_ms: ms(t.elapsed()),
+        ..Stages::default()
+    };
+    let (body, kind, origin) = loaded.map_err(|e| (e, stages))?;
     let display = source.display.clone();
+    let renderer = ctx.fetcher.renderer();
+    // Pages fetched by URL can be rendered; files and PDFs are read as they are.
+    let page = origin.filter(|_| kind == DocKind::Html && matches!(body, Loaded::Text(_)));
+    let extracted = match page {
+        Some(origin) if renderer.always() => {
+            let Loaded::Text(html) = &body else {
+                unreachable!("filtered above")
+            };
+            let t = Instant::now();
+            let rendered = renderer.render(origin.fetched(html), &ctx.fetcher).await;
+            stages.render_ms = Some(ms(t.elapsed()));
+            let html = rendered.map_err(|e| (e, stages))?;
+            stages.rendered = true;
+            let t = Instant::now();
+            let (result, _) = extract_apart(ctx, Loaded::Text(html), kind, &display).await;
+            stages.extract_ms = ms(t.elapsed());
+            result
+        }
+        page => {
+            let t = Instant::now();
+            let (result, body) = extract_apart(ctx, body, kind, &display).await;
+            stages.extract_ms = ms(t.elapsed());
+            let words = result.as_ref().map_or(0, |e| e.words);
+            match (page, body) {
+                (Some(origin), Some(Loaded::Text(html))) if renderer.wanted(&html, words) => {
+                    let t = Instant::now();
+                    let rendered = renderer.render(origin.fetched(&html), &ctx.fetcher).await;
+                    stages.render_ms = Some(ms(t.elapsed()));
+                    match rendered {
+                        Ok(html) => {
+                            let t = Instant::now();
+                            let (again, _) =
+                                extract_apart(ctx, Loaded::Text(html), kind, &display).await;
+                            stages.extract_ms += ms(t.elapsed());
+                            // The rendered page wins unless it lost text.
+                            match again {
+                                Ok(e) if e.words >= words => {
+                                    stages.rendered = true;
+                                    Ok(e)
+                                }
+                                _ => result,
+                            }
+                        }
+                        // The static result stands, with why the browser did not help.
+                        Err(e) => result.map_err(|mut static_err| {
+                            static_err.message = format!(
+                                "{}; rendering it in a browser failed too: {}",
+                                static_err.message, e.message
+                            );
+                            static_err
+                        }),
+                    }
+                }
+                _ => result,
+            }
+        }
+    };
+    let mut extracted = extracted.map_err(|e| (e, stages))?;
+    if let SourceKind::Text {
+        title: Some(title), ..
+    } = &source.kind
+    {
+        extracted.title = Some(title.clone());
+    }
+    if let Some(title) = &source.title {
+        extracted.title = Some(title.clone());
+    }
+    Ok(Prepared { extracted, stages })
+}
+
+/// Extraction is CPU-bound: one thread of its own per document (a deep stack for deeply nested
+/// pages), at most one per core at a time. A thread still running at the deadline cannot be
+/// stopped, but it gives up its slot: the run goes on, and its result is dropped. The body
+/// comes back with the result (to render it, where asked), unless the deadline passed.
+async fn extract_apart(
+    ctx: &Ctx,
+    body: Loaded,
+    kind: DocKind,
+    display: &str,
+) -> (Result<Extracted, DocError>, Option<Loaded>) {
+    let extract_config = ctx.config.extract.clone();
     let deadline = extract_config.timeout;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    // Extraction is CPU-bound: one thread of its own per document (a deep stack for deeply
-    // nested pages), at most one per core at a time. A thread still running at the deadline
-    // cannot be stopped, but it gives up its slot: the run goes on, and its result is dropped.
     let slot = extract_slots().acquire().await.ok();
-    let worker_display = display.clone();
+    let worker_display = display.to_string();
     let spawned = std::thread::Builder::new()
         .name("extract".into())
         .stack_size(EXTRACT_STACK)
@@ -660,46 +754,56 @@ async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, u64,
                     ),
                 ))
             });
-            let _ = tx.send(result);
+            let _ = tx.send((result, body));
         });
-    let extracted = match spawned {
-        Err(e) => Err(DocError::new(
-            ErrorClass::Io,
-            format!("{display}: cannot start an extraction thread: {e}"),
-        )),
+    let out = match spawned {
+        Err(e) => (
+            Err(DocError::new(
+                ErrorClass::Io,
+                format!("{display}: cannot start an extraction thread: {e}"),
+            )),
+            None,
+        ),
         Ok(_) => match tokio::time::timeout(deadline, rx).await {
-            Ok(result) => result.unwrap_or_else(|_| {
+            Ok(Ok((result, body))) => (result, Some(body)),
+            Ok(Err(_)) => (
                 Err(DocError::new(
                     ErrorClass::EmptyExtraction,
                     "extraction was cancelled",
-                ))
-            }),
-            Err(_) => Err(DocError::new(
-                ErrorClass::ExtractTimeout,
-                format!(
-                    "{display}: extraction took longer than {:.0}s (a pathological page: very deep nesting, attribute floods); raise --extract-timeout to wait longer",
-                    deadline.as_secs_f64()
-                ),
-            )),
+                )),
+                None,
+            ),
+            Err(_) => (
+                Err(DocError::new(
+                    ErrorClass::ExtractTimeout,
+                    format!(
+                        "{display}: extraction took longer than {:.0}s (a pathological page: very deep nesting, attribute floods); raise --extract-timeout to wait longer",
+                        deadline.as_secs_f64()
+                    ),
+                )),
+                None,
+            ),
         },
     };
     drop(slot);
-    let extract_ms = ms(t.elapsed());
-    let mut extracted = extracted.map_err(|e| (e, fetch_ms, extract_ms))?;
-    if let SourceKind::Text {
-        title: Some(title), ..
-    } = &source.kind
-    {
-        extracted.title = Some(title.clone());
+    out
+}
+
+/// Where a page fetched by URL came from, for rendering it.
+struct Origin {
+    /// After redirects: the page's own URL, which its relative links resolve against.
+    url: Url,
+}
+
+impl Origin {
+    /// The page as decoded (UTF-8 now, whatever it was served in).
+    fn fetched<'a>(&'a self, html: &'a str) -> crate::render::Fetched<'a> {
+        crate::render::Fetched {
+            url: &self.url,
+            content_type: Some("text/html; charset=utf-8"),
+            body: html.as_bytes(),
+        }
     }
-    if let Some(title) = &source.title {
-        extracted.title = Some(title.clone());
-    }
-    Ok(Prepared {
-        extracted,
-        fetch_ms,
-        extract_ms,
-    })
 }
 
 /// The document's text and kind, from the network, a file, or the input record itself.
@@ -714,7 +818,7 @@ fn is_pdf(essence: &str, body: &[u8]) -> bool {
     essence == "application/pdf" || body.starts_with(b"%PDF-")
 }
 
-async fn load(ctx: &Ctx, source: &Source) -> Result<(Loaded, DocKind), DocError> {
+async fn load(ctx: &Ctx, source: &Source) -> Result<(Loaded, DocKind, Option<Origin>), DocError> {
     match &source.kind {
         SourceKind::Invalid { class, message } => Err(DocError::new(*class, message.clone())),
         SourceKind::Text { text, .. } => {
@@ -726,6 +830,7 @@ async fn load(ctx: &Ctx, source: &Source) -> Result<(Loaded, DocKind), DocError>
                 } else {
                     DocKind::Text
                 },
+                None,
             ))
         }
         SourceKind::Url(url) => {
@@ -736,7 +841,7 @@ async fn load(ctx: &Ctx, source: &Source) -> Result<(Loaded, DocKind), DocError>
                 .map(decode::mime_essence)
                 .unwrap_or_default();
             if is_pdf(&essence, &fetched.body) {
-                return Ok((Loaded::Pdf(fetched.body), DocKind::Pdf));
+                return Ok((Loaded::Pdf(fetched.body), DocKind::Pdf, None));
             }
             decode::check_text_like(&fetched.body, url.as_str())?;
             listing_is_not_a_document(&fetched.body, url.as_str())?;
@@ -746,9 +851,14 @@ async fn load(ctx: &Ctx, source: &Source) -> Result<(Loaded, DocKind), DocError>
                 .as_deref()
                 .and_then(decode::charset_param);
             let (text, _) = decode::decode(&fetched.body, declared.as_deref(), kind);
-            Ok((Loaded::Text(text), kind))
+            let origin = Origin {
+                url: fetched.final_url,
+            };
+            Ok((Loaded::Text(text), kind, Some(origin)))
         }
-        SourceKind::Path(path) => read_file(path, ctx.config.fetch.max_bytes).await,
+        SourceKind::Path(path) => read_file(path, ctx.config.fetch.max_bytes)
+            .await
+            .map(|(body, kind)| (body, kind, None)),
     }
 }
 

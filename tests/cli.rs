@@ -3300,3 +3300,281 @@ fn issue11_pdfs_are_read_and_bad_ones_are_error_records() {
     );
     assert_eq!(records(&out.stdout).len(), 300);
 }
+
+/// The JavaScript-built page of issue 11's render test: an empty mount point, a script that
+/// fetches the article after a timer and writes it, an image and a style sheet (never needed).
+const SPA_PAGE: &str = r#"<!doctype html><html><head><title>Loading</title>
+<link rel="stylesheet" href="/style.css"><script src="/app.js" defer></script></head>
+<body><div id="root"></div><img src="/pixel.png" alt="">
+<noscript>You need to enable JavaScript to run this app.</noscript></body></html>"#;
+
+const SPA_SCRIPT: &str = r#"setTimeout(function () {
+  fetch('/article.json').then(function (r) { return r.json(); }).then(function (a) {
+    document.title = a.title;
+    var art = document.createElement('article');
+    var h = document.createElement('h1'); h.textContent = a.title; art.appendChild(h);
+    a.paragraphs.forEach(function (p) {
+      var e = document.createElement('p'); e.textContent = p; art.appendChild(e);
+    });
+    document.getElementById('root').appendChild(art);
+  });
+}, 300);"#;
+
+/// A page whose script never stops writing: rendering ends at --timeout with what is there.
+const RESTLESS_PAGE: &str = r#"<!doctype html><html><head><title>Ticker</title></head><body>
+<div id="app"></div><script>
+var n = 0;
+setInterval(function () {
+  var p = document.createElement('p');
+  p.textContent = 'Update ' + (n++) + ': the harbour council met again to talk about the pier, the boats and the summer regatta in the old town.';
+  document.getElementById('app').appendChild(p);
+}, 100);
+</script></body></html>"#;
+
+/// Issue 11, pages that need a browser: `--render auto|never|always` with the real Chromium
+/// against a loopback site. The browser's requests all come through summarize (one fetch of
+/// the page, scripts and data with summarize's user agent, no image or style sheet), the record
+/// says `rendered` and `render_ms`, no browser or profile is left behind, and without Chromium
+/// `auto` warns once while `always` is a configuration error.
+#[test]
+fn issue11_pages_built_by_javascript_are_rendered_in_chromium() {
+    if !["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .any(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    {
+        eprintln!("skipping: chromium is not installed (Debian: apt-get install chromium); .ci/run installs it");
+        return;
+    }
+    let paragraphs = [
+        "The harbour town of Wellsby voted on Tuesday to rebuild its old stone pier, which storms damaged twice in the last decade. The council approved a budget of 4.2 million pounds after a long debate.",
+        "Fishermen said the pier matters for the boats that land crab and lobster every morning, and that the temporary pontoon could not take the weight of the larger vessels in winter.",
+        "Work is due to start in March and to finish before the summer season, when visitors arrive for the sailing regatta that has been held in the town since 1887.",
+    ];
+    let article_json =
+        serde_json::json!({"title": "Wellsby votes to rebuild its pier", "paragraphs": paragraphs})
+            .to_string();
+    let site = Server::start(move |req: &Request| match req.path.as_str() {
+        "/spa" | "/spa2" => Reply::html(SPA_PAGE),
+        "/restless" => Reply::html(RESTLESS_PAGE),
+        "/app.js" => Reply::status(200, "application/javascript", SPA_SCRIPT),
+        "/article.json" => Reply::status(200, "application/json", article_json.clone()),
+        "/static" => Reply::html(article("A static page", "the static story")),
+        "/pixel.png" | "/style.css" => Reply::status(200, "application/octet-stream", "x"),
+        _ => Reply::status(404, "text/plain", "not here"),
+    });
+    let home = tempfile::tempdir().unwrap();
+    let tmp = home.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let run = |env: &[(&str, &str)], args: &[String]| {
+        let mut cmd = summarize(home.path());
+        cmd.env("TMPDIR", &tmp)
+            .args(["extract", "--no-cache", "--retries", "0"]);
+        if !args.iter().any(|a| a == "--timeout") {
+            cmd.args(["--timeout", "20"]);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.args(args).output().unwrap();
+        (
+            records(&out.stdout),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let paths = |paths: &[&str]| paths.iter().map(|p| site.url(p)).collect::<Vec<_>>();
+
+    // auto: the script-built page is rendered, the static one is not.
+    let (recs, code, stderr) = run(&[], &paths(&["/spa", "/static"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(recs.len(), 2);
+    let spa = &recs[0];
+    assert_eq!(field(spa, "status"), "ok", "{spa}");
+    assert_eq!(spa["rendered"], true);
+    assert!(spa["render_ms"].as_u64().unwrap() > 0);
+    let text = field(spa, "text");
+    for p in paragraphs {
+        assert!(text.contains(p), "the rendered text lacks {p:?}: {text}");
+    }
+    assert!(!text.contains("enable JavaScript"), "{text}");
+    assert_eq!(recs[1]["rendered"], false);
+    assert_eq!(recs[1]["render_ms"], Value::Null);
+    // Every request of the browser went through summarize: the page itself once (the
+    // navigation is answered with the fetched copy), its script and data with summarize's
+    // user agent, and nothing a text does not need.
+    assert_eq!(site.count("/spa"), 1);
+    assert_eq!(site.count("/app.js"), 1);
+    assert_eq!(site.count("/article.json"), 1);
+    for unneeded in ["/pixel.png", "/style.css", "/favicon.ico"] {
+        assert_eq!(site.count(unneeded), 0, "{unneeded} was fetched");
+    }
+    let agent = site
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.path == "/article.json")
+        .and_then(|r| r.header("user-agent").map(str::to_string))
+        .unwrap_or_default();
+    assert!(agent.starts_with("summarize/"), "{agent}");
+    // The browser and its profile are gone with the run.
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    // never: the page is what its HTML holds without scripts (the <noscript> text is no article).
+    let (recs, _, _) = run(
+        &[],
+        &[vec!["--render".into(), "never".into()], paths(&["/spa"])].concat(),
+    );
+    assert_eq!(field(&recs[0], "error_class"), "empty_extraction");
+    assert_eq!(recs[0]["rendered"], false);
+    assert_eq!(site.count("/app.js"), 1, "no browser with --render never");
+
+    // always: static pages go through the browser too.
+    let (recs, code, stderr) = run(
+        &[],
+        &[
+            vec!["--render".into(), "always".into()],
+            paths(&["/static", "/spa2"]),
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(recs.iter().all(|r| r["rendered"] == true), "{recs:?}");
+    assert!(field(&recs[0], "text").contains("the static story"));
+    assert!(field(&recs[1], "text").contains(paragraphs[2]));
+
+    // A page that never settles is read at --timeout, with what its script wrote by then.
+    let (recs, _, _) = run(
+        &[],
+        &[vec!["--timeout".into(), "3".into()], paths(&["/restless"])].concat(),
+    );
+    assert_eq!(field(&recs[0], "status"), "ok", "{}", recs[0]);
+    assert_eq!(recs[0]["rendered"], true);
+    assert!(field(&recs[0], "text").contains("Update 1:"));
+    let render_ms = recs[0]["render_ms"].as_u64().unwrap();
+    assert!(
+        (2500..15_000).contains(&render_ms),
+        "render_ms {render_ms} for --timeout 3"
+    );
+
+    // No Chromium: auto warns once and keeps the static result; always is a configuration error.
+    let missing = [("SUMMARIZE_CHROMIUM", "/nonexistent/chromium")];
+    let (recs, code, stderr) = run(&missing, &paths(&["/spa", "/spa2"]));
+    assert_eq!(code, Some(1));
+    assert!(recs
+        .iter()
+        .all(|r| field(r, "error_class") == "empty_extraction"));
+    assert_eq!(
+        stderr.matches("no Chromium was found").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("apt-get install chromium"), "{stderr}");
+    let (recs, code, stderr) = run(
+        &missing,
+        &[vec!["--render".into(), "always".into()], paths(&["/spa"])].concat(),
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(recs.is_empty());
+    assert!(
+        stderr.contains("--render always needs a Chromium")
+            && stderr.contains("apt-get install chromium"),
+        "{stderr}"
+    );
+
+    // A browser that will not start: render_failed records under always, the static result
+    // (and why) under auto.
+    let broken = [("SUMMARIZE_CHROMIUM", "/bin/false")];
+    let (recs, _, stderr) = run(
+        &broken,
+        &[
+            vec!["--render".into(), "always".into()],
+            paths(&["/static"]),
+        ]
+        .concat(),
+    );
+    assert_eq!(field(&recs[0], "error_class"), "render_failed", "{stderr}");
+    let (recs, _, _) = run(&broken, &paths(&["/spa"]));
+    assert_eq!(field(&recs[0], "error_class"), "empty_extraction");
+    assert!(field(&recs[0], "error").contains("rendering it in a browser failed too"));
+}
+
+/// Issue 11: a run killed while Chromium renders leaves no browser behind (the browser is
+/// started with PR_SET_PDEATHSIG).
+#[test]
+fn issue11_a_killed_run_leaves_no_browser_behind() {
+    if std::process::Command::new("chromium")
+        .arg("--version")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        eprintln!("skipping: chromium is not installed (Debian: apt-get install chromium)");
+        return;
+    }
+    let site = Server::start(|req: &Request| match req.path.as_str() {
+        "/restless" => Reply::html(RESTLESS_PAGE),
+        _ => Reply::status(404, "text/plain", "not here"),
+    });
+    let home = tempfile::tempdir().unwrap();
+    let tmp = home.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("summarize");
+    let mut child = std::process::Command::new(bin)
+        .env("HOME", home.path())
+        .env("TMPDIR", &tmp)
+        .env("SUMMARIZE_BACKEND", "extractive")
+        .args([
+            "extract",
+            "--no-cache",
+            "--timeout",
+            "60",
+            "--render",
+            "always",
+        ])
+        .arg(site.url("/restless"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the browser's profile to appear, then for the page to be in it.
+    let profile = (0..400)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::fs::read_dir(&tmp)
+                .unwrap()
+                .flatten()
+                .next()
+                .map(|e| e.path())
+        })
+        .expect("no browser profile appeared");
+    std::thread::sleep(Duration::from_millis(1500));
+    let browsers = |profile: &std::path::Path| -> usize {
+        let needle = profile.display().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+            })
+            .count()
+    };
+    assert!(browsers(&profile) > 0, "the browser is not running");
+    child.kill().unwrap(); // SIGKILL: no clean-up code runs
+    child.wait().unwrap();
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        browsers(&profile) == 0
+    });
+    assert!(gone, "chromium outlived the killed run");
+}

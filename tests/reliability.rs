@@ -1530,3 +1530,129 @@ fn issue11_robots_txt_is_honoured() {
     assert_eq!(site.count("/robots.txt"), 1);
     assert_eq!(down.count("/robots.txt"), 1);
 }
+
+/// Issue 11: a page rendered in Chromium cannot reach what the address policy refuses. Inside
+/// a network namespace of its own (loopback only, with 169.254.169.254 on loopback so that a
+/// "metadata service" can listen and record any request that reaches it), a page's script
+/// fetches the metadata address directly, by name and through a redirect, and loads a script
+/// and an image from it. By default none of it arrives and the page still renders;
+/// `--allow-private` (the control) lets the same requests through, so the check can fail.
+#[test]
+fn issue11_a_rendered_page_reaches_nothing_the_policy_refuses() {
+    let probe = std::process::Command::new("unshare")
+        .args(["-n", "-m", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!(
+            "skipping: `unshare -n -m` is not permitted here (needs root or user namespaces)"
+        );
+        return;
+    }
+    if std::process::Command::new("chromium")
+        .arg("--version")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        eprintln!("skipping: chromium is not installed (Debian: apt-get install chromium)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("server.py"),
+        r#"
+import http.server, sys, threading
+port, hits = int(sys.argv[1]), sys.argv[2]
+PAGE = b'''<!doctype html><html><head><title>Loading</title>
+<script src="http://169.254.169.254/evil.js"></script></head><body><div id="root"></div>
+<img src="http://169.254.169.254/pixel.png">
+<script>
+var probes = ['http://169.254.169.254/latest/meta-data/', 'http://metadata.test/latest/', '/to-metadata'];
+Promise.all(probes.map(function (u) {
+  return fetch(u, {mode: 'no-cors'}).then(function () { return 'reached'; }, function () { return 'refused'; });
+})).then(function (results) {
+  var root = document.getElementById('root');
+  var art = document.createElement('article');
+  var paras = ['The harbour town of Wellsby voted on Tuesday to rebuild its old stone pier, which storms damaged twice in the last decade.',
+               'Fishermen said the pier matters for the boats that land crab and lobster every morning in every season.'];
+  results.forEach(function (r, i) { paras.push('Probe number ' + i + ' of the metadata service was ' + r + ' by the browser.'); });
+  paras.forEach(function (t) { var p = document.createElement('p'); p.textContent = t; art.appendChild(p); });
+  root.appendChild(art);
+});
+</script></body></html>'''
+class Site(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == '/to-metadata':
+            self.send_response(302); self.send_header('Location', 'http://169.254.169.254/latest/'); self.end_headers(); return
+        body = PAGE if self.path == '/spa' else b'not here'
+        self.send_response(200 if self.path == '/spa' else 404)
+        self.send_header('Content-Type', 'text/html'); self.send_header('Content-Length', str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+class Metadata(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open(hits, 'a') as f: f.write(self.path + '\n')
+        self.send_response(200); self.send_header('Content-Length', '2'); self.end_headers(); self.wfile.write(b'{}')
+    def log_message(self, *a): pass
+threading.Thread(target=http.server.HTTPServer(('169.254.169.254', 80), Metadata).serve_forever, daemon=True).start()
+http.server.HTTPServer(('127.0.0.1', port), Site).serve_forever()
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("hosts"),
+        "127.0.0.1 localhost site.test\n169.254.169.254 metadata.test\n",
+    )
+    .unwrap();
+    let port = 20_000 + (std::process::id() + 7) % 20_000;
+    let bin = assert_cmd::cargo::cargo_bin("summarize");
+    let run = |flags: &str| -> (Value, Vec<String>) {
+        let hits = dir.path().join(format!("hits{}", flags.len()));
+        let script = format!(
+            "mount --bind {hosts} /etc/hosts && ip link set lo up && ip addr add 169.254.169.254/32 dev lo || exit 3; \
+             python3 {server} {port} {hits} >/dev/null 2>&1 & server=$!; trap 'kill $server' EXIT; \
+             for i in $(seq 50); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 0.2)' 2>/dev/null && break; sleep 0.1; done; \
+             HOME={home} TMPDIR={home} {bin} extract -q --no-cache --retries 0 --timeout 20 --render always {flags} http://site.test:{port}/spa",
+            hosts = dir.path().join("hosts").display(),
+            server = dir.path().join("server.py").display(),
+            hits = hits.display(),
+            home = dir.path().display(),
+            bin = bin.display(),
+        );
+        let out = std::process::Command::new("unshare")
+            .args(["-n", "-m", "bash", "-c", &script])
+            .output()
+            .unwrap();
+        let recs = records(&out.stdout);
+        assert_eq!(recs.len(), 1, "{}", String::from_utf8_lossy(&out.stderr));
+        let hits = std::fs::read_to_string(&hits)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        (recs[0].clone(), hits)
+    };
+    let (rec, hits) = run("");
+    assert_eq!(rec["status"], "ok", "{rec}");
+    assert_eq!(rec["rendered"], true);
+    let text = rec["text"].as_str().unwrap();
+    assert!(text.contains("rebuild its old stone pier"), "{text}");
+    for i in 0..3 {
+        assert!(
+            text.contains(&format!(
+                "Probe number {i} of the metadata service was refused"
+            )),
+            "{text}"
+        );
+    }
+    assert!(
+        hits.is_empty(),
+        "requests reached the metadata service: {hits:?}"
+    );
+    // The control: with --allow-private the same page's requests do arrive.
+    let (rec, hits) = run("--allow-private");
+    assert_eq!(rec["status"], "ok", "{rec}");
+    assert!(
+        hits.iter().any(|h| h == "/latest/meta-data/") && hits.iter().any(|h| h == "/evil.js"),
+        "{hits:?}"
+    );
+}

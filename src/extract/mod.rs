@@ -72,8 +72,9 @@ const BLOCKS: &[&str] = &[
 /// Elements a reader never sees are never extracted: text hidden from people is where
 /// instructions aimed at a model hide (issue 13). The extractor already drops inline
 /// `display: none` and `visibility: hidden`; this adds the `hidden` attribute and
-/// `aria-hidden="true"`.
-const HIDDEN: &str = "[hidden], [aria-hidden=\"true\"], [style*=\"display:none\"], [style*=\"display: none\"], [style*=\"visibility:hidden\"], [style*=\"visibility: hidden\"]";
+/// `aria-hidden="true"`, and `<noscript>`: what a browser without scripts shows ("enable
+/// JavaScript to run this app") is never the article.
+const HIDDEN: &str = "noscript, [hidden], [aria-hidden=\"true\"], [style*=\"display:none\"], [style*=\"display: none\"], [style*=\"visibility:hidden\"], [style*=\"visibility: hidden\"]";
 
 fn options(config: &ExtractConfig) -> Options {
     let prune = match &config.exclude {

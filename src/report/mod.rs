@@ -50,6 +50,9 @@ pub struct SummaryRecord {
     pub tokens_out: u64,
     pub fetch_ms: u64,
     pub extract_ms: u64,
+    /// The page was read through the headless browser (`--render`), which took `render_ms`.
+    pub rendered: bool,
+    pub render_ms: Option<u64>,
     /// Time waiting for an engine slot or the rate limiter before summarizing.
     pub queue_ms: u64,
     /// Time summarizing, waiting excluded.
@@ -124,6 +127,9 @@ pub struct ExtractRecord {
     pub words: usize,
     pub fetch_ms: u64,
     pub extract_ms: u64,
+    /// The page was read through the headless browser (`--render`), which took `render_ms`.
+    pub rendered: bool,
+    pub render_ms: Option<u64>,
     pub total_ms: u64,
 }
 
@@ -542,6 +548,7 @@ impl StatsCollector {
             .is_some_and(|ms| ms > 0);
         for stage in [
             "fetch_ms",
+            "render_ms",
             "extract_ms",
             "queue_ms",
             "summarize_ms",
