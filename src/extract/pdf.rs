@@ -19,24 +19,21 @@ pub fn extract(bytes: &[u8], source: &str) -> Result<Extracted, DocError> {
                 .into(),
         ));
     }
-    let numbers: Vec<u32> = doc.get_pages().keys().copied().collect();
-    let mut texts = Vec::with_capacity(numbers.len());
-    for n in &numbers {
-        let mut text = String::new();
-        {
-            let mut out = pdf_extract::PlainTextOutput::new(&mut text);
-            // One unreadable page does not sink the others.
-            if pdf_extract::output_doc_page(&doc, &mut out, *n).is_err() {
-                tracing::debug!(source, page = n, "a page of the PDF could not be read");
-            }
+    // One pass: fonts are read once per document (vendor/pdf-extract), and one unreadable
+    // page does not sink the others.
+    let mut texts = Vec::new();
+    pdf_extract::output_doc_by_page(&doc, &mut |n, page| match page {
+        Ok(text) => texts.push(text),
+        Err(e) => {
+            tracing::debug!(source, page = n, error = %e, "a page of the PDF could not be read");
+            texts.push(String::new());
         }
-        texts.push(text);
-    }
+    });
     let text = clean_pages(&texts);
     if crate::text::word_count(&text) == 0 {
         return Err(unsupported(format!(
             "no text layer (scanned?): {} pages without text; OCR it first (for example with ocrmypdf)",
-            numbers.len()
+            texts.len()
         )));
     }
     let meta = info(&doc);
