@@ -3264,6 +3264,36 @@ fn issue11_pdfs_are_read_and_bad_ones_are_error_records() {
         _ => eprintln!("skipping the shipped-PDF check: needs Debian's shared-mime-info docs and poppler-utils (.ci/run installs poppler-utils)"),
     }
 
+    // The fast CMap and Type 1 encoding readers (vendor/pdf-extract/src/fastlex.rs) against
+    // the crates they stand in for, on every font of the PDFs Debian ships here: with
+    // PDF_EXTRACT_CHECK_FASTLEX set, each font is read both ways and a difference panics.
+    let mut shipped: Vec<std::path::PathBuf> =
+        ["/usr/share/doc", "/usr/share/texlive/texmf-dist/doc"]
+            .iter()
+            .flat_map(|root| walk_pdfs(std::path::Path::new(root)))
+            .collect();
+    shipped.sort();
+    shipped.truncate(25);
+    if shipped.is_empty() {
+        eprintln!("skipping the fast-reader check: no PDFs under /usr/share/doc (Debian's shared-mime-info ships one)");
+    } else {
+        let out = summarize(dir)
+            .env("PDF_EXTRACT_CHECK_FASTLEX", "1")
+            .args(["extract", "--no-cache", "-q"])
+            .args(&shipped)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let compared = stderr.matches(" equal (").count();
+        eprintln!(
+            "fast readers: {compared} fonts read alike in {} shipped PDFs",
+            shipped.len()
+        );
+        assert!(compared > 0, "no font was compared: {stderr}");
+        assert_eq!(records(&out.stdout).len(), shipped.len());
+    }
+
     // Damaged PDFs: cut short, bytes overwritten (a fixed seed), never a crash.
     let fuzz = dir.join("fuzz");
     std::fs::create_dir(&fuzz).unwrap();
@@ -3577,4 +3607,24 @@ fn issue11_a_killed_run_leaves_no_browser_behind() {
         browsers(&profile) == 0
     });
     assert!(gone, "chromium outlived the killed run");
+}
+
+/// PDF files under `root`, recursively (unreadable folders skipped).
+fn walk_pdfs(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "pdf") {
+                out.push(p);
+            }
+        }
+    }
+    out
 }

@@ -1,5 +1,6 @@
 #![allow(warnings)] // the crates.io release as it is, but for the patch (vendor/README.md)
 extern crate lopdf;
+mod fastlex;
 
 use adobe_cmap_parser::{ByteMapping, CodeRange, CIDRange};
 use encoding_rs::UTF_16BE;
@@ -389,7 +390,15 @@ impl<'a> PdfSimpleFont<'a> {
                     Some(&Object::Stream(ref s)) => {
                         let s = get_contents(s);
                         //dlog!("font contents {:?}", pdf_to_utf8(&s));
-                        type1_encoding = Some(type1_encoding_parser::get_encoding_map(&s).expect("encoding"));
+                        type1_encoding = Some(fastlex::type1_encoding(&s).unwrap_or_else(|| type1_encoding_parser::get_encoding_map(&s).expect("encoding")));
+                        if std::env::var_os("PDF_EXTRACT_CHECK_FASTLEX").is_some() {
+                            if let Some(ours) = fastlex::type1_encoding(&s) {
+                                assert_eq!(ours, type1_encoding_parser::get_encoding_map(&s).unwrap(), "type1");
+                                eprintln!("fastlex: type1 equal ({} codes)", ours.len());
+                            } else {
+                                eprintln!("fastlex: type1 fallback");
+                            }
+                        }
                     }
                     _ => { dlog!("font file {:?}", file) }
                 }
@@ -927,7 +936,15 @@ fn get_unicode_map<'a>(doc: &'a Document, font: &'a Dictionary) -> Option<HashMa
             let contents = get_contents(stream);
             dlog!("Stream: {}", String::from_utf8(contents.clone()).unwrap());
 
-            let cmap = adobe_cmap_parser::get_unicode_map(&contents).unwrap();
+            let cmap = fastlex::unicode_map(&contents).unwrap_or_else(|| adobe_cmap_parser::get_unicode_map(&contents).unwrap());
+            if std::env::var_os("PDF_EXTRACT_CHECK_FASTLEX").is_some() {
+                if let Some(ours) = fastlex::unicode_map(&contents) {
+                    assert_eq!(ours, adobe_cmap_parser::get_unicode_map(&contents).unwrap(), "cmap");
+                    eprintln!("fastlex: cmap equal ({} codes)", ours.len());
+                } else {
+                    eprintln!("fastlex: cmap fallback");
+                }
+            }
             let mut unicode = HashMap::new();
             // "It must use the beginbfchar, endbfchar, beginbfrange, and endbfrange operators to
             // define the mapping from character codes to Unicode character sequences expressed in
