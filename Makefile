@@ -6,7 +6,7 @@ SHARED ?= ../shared
 BIN_DEBUG = $${CARGO_TARGET_DIR:-target}/debug/summarize
 BIN_RELEASE = $${CARGO_TARGET_DIR:-target}/release/summarize
 
-.PHONY: all build release run test lint lean unit extract-gate test-integration model bench-local bench-docs bench-extract bench-venv eval cv-extractive bench-rouge fuzz injection soak test-slurm bench-scale bench-pdf clean
+.PHONY: all build release run test lint lean unit extract-gate test-integration model bench-local bench-docs bench-extract bench-venv eval cv-extractive bench-rouge fuzz injection soak test-slurm bench-scale bench-pdf build-cuda gpu-carry bench-gpu clean
 
 all: build
 
@@ -116,6 +116,22 @@ injection: build model
 # release build (no engine); about 20 minutes on 2 cores. BASE_BIN=old-summarize adds ratios.
 bench-scale:
 	scripts/bench-scale.sh
+
+# Issue 14: `summarize --features cuda` built here with NVIDIA's CUDA 13.0 from PyPI (a venv,
+# .venv-cuda), sm_90 machine code, into target-cuda/ (the CPU build is untouched). Not in CI:
+# about HOURS on 2 cores. Then `make gpu-carry` cuts the binary, the model and 200 CNN/DM dev
+# articles into parts that fit device calls and prints the calls; the last runs `make bench-gpu`
+# (scripts/bench-gpu.sh) on the GPU machine: sanity of --device cuda, docs/min and generated
+# tokens/s at -j 1, 8, 32, 128 beside --device cpu.
+build-cuda:
+	scripts/build-cuda.sh
+
+gpu-carry:
+	scripts/gpu-carry.sh
+
+STAGE ?= /tmp/gpu-stage
+bench-gpu:
+	scripts/bench-gpu.sh $(STAGE)
 
 # Issue 11: PDF text by each candidate library, poppler's pdftotext (the anchor) and summarize:
 # word F1 on PDFs typeset by pdflatex from known texts, and pages/s. Needs poppler-utils and
