@@ -61,21 +61,29 @@ pub fn build_client(
 ) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder();
     let redirect = match policy {
-        Some(policy) if policy != crate::address::Policy::AllowAll => {
-            builder = builder.dns_resolver(std::sync::Arc::new(crate::address::PolicyResolver {
-                policy,
-            }));
+        Some(policy) => {
+            if policy != crate::address::Policy::AllowAll {
+                builder =
+                    builder.dns_resolver(std::sync::Arc::new(crate::address::PolicyResolver {
+                        policy,
+                    }));
+            }
             reqwest::redirect::Policy::custom(move |attempt| {
+                let from = attempt.previous().last().map(Url::origin);
                 if attempt.previous().len() >= MAX_REDIRECTS {
                     attempt.error("too many redirects")
                 } else if let Some(blocked) = crate::address::check_literal(attempt.url(), policy) {
                     attempt.error(blocked)
+                } else if from.is_some_and(|from| from != attempt.url().origin()) {
+                    // Another site: the fetcher asks that site's robots.txt before going on
+                    // (Fetcher::follow), so the hop is handed back instead of taken.
+                    attempt.stop()
                 } else {
                     attempt.follow()
                 }
             })
         }
-        _ => reqwest::redirect::Policy::limited(MAX_REDIRECTS),
+        None => reqwest::redirect::Policy::limited(MAX_REDIRECTS),
     };
     builder
         .user_agent(USER_AGENT)
@@ -115,31 +123,49 @@ impl Fetcher {
 
     /// Downloads one URL with retries, where its site's robots.txt allows it.
     pub async fn get(&self, url: &Url) -> Result<Fetched, DocError> {
-        let host = url.host_str().unwrap_or("").to_string();
-        let delay = self.robots_allow(url).await?;
-        retry::with_retries(self.config.retries, |_| async {
-            // Held per attempt, not across backoff sleeps.
-            let _permit = self.per_host.acquire(&host).await;
-            if let (Some(robots), Some(delay)) = (&self.robots, delay) {
-                robots.pace(url, delay).await;
-            }
-            self.get_once(url, false).await
-        })
-        .await
+        self.follow(url, false, true).await
     }
 
     /// A feed, sitemap or robots.txt: `get` whatever the content type. robots.txt is asked
     /// first unless `robots_itself`.
     pub async fn get_any(&self, url: &Url, robots_itself: bool) -> Result<Fetched, DocError> {
-        if !robots_itself {
-            self.robots_allow(url).await?;
+        self.follow(url, true, !robots_itself).await
+    }
+
+    /// `url`, and the redirects to other sites that the client hands back: each site's
+    /// robots.txt is asked (where `robots`) before anything is fetched from it.
+    async fn follow(&self, url: &Url, any_type: bool, robots: bool) -> Result<Fetched, DocError> {
+        let mut at = url.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let delay = if robots {
+                self.robots_allow(&at).await.map_err(|mut e| {
+                    if &at != url {
+                        e.message = format!("{url} redirects to {}", e.message);
+                    }
+                    e
+                })?
+            } else {
+                None
+            };
+            let host = at.host_str().unwrap_or("").to_string();
+            let hop = retry::with_retries(self.config.retries, |_| async {
+                // Held per attempt, not across backoff sleeps.
+                let _permit = self.per_host.acquire(&host).await;
+                if let (Some(robots), Some(delay)) = (&self.robots, delay) {
+                    robots.pace(&at, delay).await;
+                }
+                self.get_once(&at, any_type).await
+            })
+            .await?;
+            match hop {
+                Hop::Done(fetched) => return Ok(fetched),
+                Hop::Redirect(next) => at = next,
+            }
         }
-        let host = url.host_str().unwrap_or("").to_string();
-        retry::with_retries(self.config.retries, |_| async {
-            let _permit = self.per_host.acquire(&host).await;
-            self.get_once(url, true).await
-        })
-        .await
+        Err(DocError::new(
+            ErrorClass::TooManyRedirects,
+            format!("{url}: more than {MAX_REDIRECTS} redirects (a redirect loop?)"),
+        ))
     }
 
     /// `robots_disallowed` when the site's robots.txt (fetched once per site) refuses `url`;
@@ -159,16 +185,14 @@ impl Fetcher {
 
     /// A URL's body with retries, no robots.txt asked (robots.txt itself).
     async fn get_plain(&self, url: &Url) -> Result<Vec<u8>, DocError> {
-        let host = url.host_str().unwrap_or("").to_string();
-        retry::with_retries(self.config.retries, |_| async {
-            let _permit = self.per_host.acquire(&host).await;
-            self.get_once(url, true).await.map(|f| f.body)
-        })
-        .await
+        // Boxed: `follow` asks robots.txt through here.
+        Box::pin(self.follow(url, true, false))
+            .await
+            .map(|f| f.body)
     }
 
     /// One attempt. `any_type`: whatever the content type (feeds, sitemaps, robots.txt).
-    async fn get_once(&self, url: &Url, any_type: bool) -> Result<Fetched, DocError> {
+    async fn get_once(&self, url: &Url, any_type: bool) -> Result<Hop, DocError> {
         if let Some(blocked) = crate::address::check_literal(url, self.config.address) {
             return Err(DocError::new(
                 ErrorClass::BlockedAddress,
@@ -198,11 +222,22 @@ impl Fetcher {
         if status == reqwest::StatusCode::NOT_MODIFIED {
             if let Some((meta, body)) = cached {
                 tracing::debug!(%url, "not modified; using the cached page");
-                return Ok(Fetched {
+                return Ok(Hop::Done(Fetched {
                     final_url: Url::parse(&meta.final_url).unwrap_or_else(|_| url.clone()),
                     content_type: meta.content_type,
                     body,
-                });
+                }));
+            }
+        }
+        // A redirect to another site, handed back by the client's redirect policy.
+        if status.is_redirection() {
+            let next = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|loc| resp.url().join(loc).ok());
+            if let Some(next) = next {
+                return Ok(Hop::Redirect(next));
             }
         }
         if !status.is_success() {
@@ -269,12 +304,18 @@ impl Fetcher {
                 cache.put_page(url.as_str(), &meta, &body);
             }
         }
-        Ok(Fetched {
+        Ok(Hop::Done(Fetched {
             final_url: resp.url().clone(),
             content_type,
             body,
-        })
+        }))
     }
+}
+
+/// One request's outcome: the document, or a redirect to another site to follow.
+enum Hop {
+    Done(Fetched),
+    Redirect(Url),
 }
 
 /// A rendered page's own request answered: status, headers (body framing removed: the body is

@@ -1457,6 +1457,16 @@ fn issue11_robots_txt_is_honoured() {
         "/robots.txt" => Reply::status(503, "text/plain", "maintenance"),
         _ => Reply::html(article("Down", "a page behind a failing robots.txt")),
     });
+    // A third site that allows everything and redirects to the first one's pages: the first
+    // site's robots.txt decides before anything is fetched from it.
+    let to_private = site.url("/private/z");
+    let to_public = site.url("/e");
+    let hop = Server::start(move |req: &Request| match req.path.as_str() {
+        "/robots.txt" => Reply::status(404, "text/plain", "none"),
+        "/go-private" => Reply::status(302, "text/plain", "").with_header("Location", &to_private),
+        "/go-public" => Reply::status(301, "text/plain", "").with_header("Location", &to_public),
+        _ => Reply::status(404, "text/plain", "not here"),
+    });
     let home = tempfile::tempdir().unwrap();
     let urls = [
         site.url("/a"),
@@ -1465,6 +1475,8 @@ fn issue11_robots_txt_is_honoured() {
         site.url("/private/ok"),
         site.url("/c"),
         down.url("/d"),
+        hop.url("/go-private"),
+        hop.url("/go-public"),
     ];
     let run = |extra: &[&str], code: i32| {
         let out = summarize(home.path())
@@ -1495,8 +1507,20 @@ fn issue11_robots_txt_is_honoured() {
             "ok",
             "ok",
             "ok",
-            "robots_disallowed"
+            "robots_disallowed",
+            "robots_disallowed",
+            "ok"
         ]
+    );
+    assert!(
+        recs[6]["error"].as_str().unwrap().contains("redirects to"),
+        "{}",
+        recs[6]
+    );
+    assert_eq!(
+        site.count("/private/z"),
+        0,
+        "a page reached by redirect is checked too"
     );
     assert!(
         recs[1]["error"]
@@ -1514,7 +1538,7 @@ fn issue11_robots_txt_is_honoured() {
     assert_eq!(site.count("/robots.txt"), 1, "once per site and run");
     assert_eq!(down.count("/d"), 0, "a refused page is never fetched");
     let times = hits.lock().unwrap().clone();
-    assert_eq!(times.len(), 4);
+    assert_eq!(times.len(), 5);
     for pair in times.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(
@@ -1526,7 +1550,7 @@ fn issue11_robots_txt_is_honoured() {
     // --ignore-robots: every page, no robots.txt asked.
     let recs = run(&["--ignore-robots"], 0);
     let ok = recs.iter().filter(|r| r["status"] == "ok").count();
-    assert_eq!(ok, 6, "{recs:?}");
+    assert_eq!(ok, 8, "{recs:?}");
     assert_eq!(site.count("/robots.txt"), 1);
     assert_eq!(down.count("/robots.txt"), 1);
 }
