@@ -3368,16 +3368,7 @@ setInterval(function () {
 /// `auto` warns once while `always` is a configuration error.
 #[test]
 fn issue11_pages_built_by_javascript_are_rendered_in_chromium() {
-    if !["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .any(|b| {
-            std::process::Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-    {
-        eprintln!("skipping: chromium is not installed (Debian: apt-get install chromium); .ci/run installs it");
+    if !common::has_chromium() {
         return;
     }
     let paragraphs = [
@@ -3543,12 +3534,7 @@ fn issue11_pages_built_by_javascript_are_rendered_in_chromium() {
 /// started with PR_SET_PDEATHSIG).
 #[test]
 fn issue11_a_killed_run_leaves_no_browser_behind() {
-    if std::process::Command::new("chromium")
-        .arg("--version")
-        .output()
-        .map_or(true, |o| !o.status.success())
-    {
-        eprintln!("skipping: chromium is not installed (Debian: apt-get install chromium)");
+    if !common::has_chromium() {
         return;
     }
     let site = Server::start(|req: &Request| match req.path.as_str() {

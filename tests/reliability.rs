@@ -806,13 +806,7 @@ fn issue13_hostile_pages_never_sink_the_run() {
 /// `--public-only` also refuses the loopback site itself; `--allow-private` lifts both.
 #[test]
 fn issue13_hostile_lists_are_refused_inside_a_private_network_namespace() {
-    let probe = std::process::Command::new("unshare")
-        .args(["-n", "-m", "true"])
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        eprintln!(
-            "skipping: `unshare -n -m` is not permitted here (needs root or user namespaces)"
-        );
+    if !common::can_unshare() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1563,21 +1557,7 @@ fn issue11_robots_txt_is_honoured() {
 /// `--allow-private` (the control) lets the same requests through, so the check can fail.
 #[test]
 fn issue11_a_rendered_page_reaches_nothing_the_policy_refuses() {
-    let probe = std::process::Command::new("unshare")
-        .args(["-n", "-m", "true"])
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        eprintln!(
-            "skipping: `unshare -n -m` is not permitted here (needs root or user namespaces)"
-        );
-        return;
-    }
-    if std::process::Command::new("chromium")
-        .arg("--version")
-        .output()
-        .map_or(true, |o| !o.status.success())
-    {
-        eprintln!("skipping: chromium is not installed (Debian: apt-get install chromium)");
+    if !common::can_unshare() || !common::has_chromium() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

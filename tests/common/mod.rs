@@ -421,3 +421,35 @@ pub fn pdf(pages: &[Vec<String>], info: &[(&str, &str)], encrypt: bool) -> Vec<u
     );
     out
 }
+
+/// Whether `unshare -n -m` works here (root or user namespaces); says so when it does not, for a
+/// test that then skips.
+pub fn can_unshare() -> bool {
+    let ok = std::process::Command::new("unshare")
+        .args(["-n", "-m", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "skipping: `unshare -n -m` is not permitted here (needs root or user namespaces)"
+        );
+    }
+    ok
+}
+
+/// Whether Debian's `chromium` runs here; says so when it does not, for a test that then skips
+/// (.ci/run installs it).
+pub fn has_chromium() -> bool {
+    let ok = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .any(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    if !ok {
+        eprintln!("skipping: chromium is not installed (Debian: apt-get install chromium); .ci/run installs it");
+    }
+    ok
+}
