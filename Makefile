@@ -119,7 +119,7 @@ bench-scale:
 
 # Issue 14: `summarize --features cuda` built here with NVIDIA's CUDA 13.0 from PyPI (a venv,
 # .venv-cuda), sm_90 machine code, into target-cuda/ (the CPU build is untouched). Not in CI:
-# about HOURS on 2 cores. Then `make gpu-carry` cuts the binary, the model and 200 CNN/DM dev
+# about an hour cold on 2 cores (the engine's CUDA kernels most of it). Then `make gpu-carry` cuts the binary, the model and 200 CNN/DM dev
 # articles into parts that fit device calls and prints the calls; the last runs `make bench-gpu`
 # (scripts/bench-gpu.sh) on the GPU machine: sanity of --device cuda, docs/min and generated
 # tokens/s at -j 1, 8, 32, 128 beside --device cpu.
