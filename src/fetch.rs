@@ -366,6 +366,8 @@ impl Fetcher {
         if let Some(body) = body {
             request = request.body(body);
         }
+        // A page's parts count against --per-host like pages do.
+        let _permit = self.per_host.acquire(url.host_str().unwrap_or("")).await;
         let mut resp = request
             .timeout(self.config.timeout)
             .send()

@@ -675,8 +675,15 @@ async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, Stag
             let (result, body) = extract_apart(ctx, body, kind, &display).await;
             stages.extract_ms = ms(t.elapsed());
             let words = result.as_ref().map_or(0, |e| e.words);
+            // Too little text is a reason to render; a page the extractor choked on is not.
+            let little = match &result {
+                Ok(_) => true,
+                Err(e) => e.class == ErrorClass::EmptyExtraction,
+            };
             match (page, body) {
-                (Some(origin), Some(Loaded::Text(html))) if renderer.wanted(&html, words) => {
+                (Some(origin), Some(Loaded::Text(html)))
+                    if little && renderer.wanted(&html, words) =>
+                {
                     let t = Instant::now();
                     let rendered = renderer.render(origin.fetched(&html), &ctx.fetcher).await;
                     stages.render_ms = Some(ms(t.elapsed()));
