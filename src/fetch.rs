@@ -193,12 +193,7 @@ impl Fetcher {
 
     /// One attempt. `any_type`: whatever the content type (feeds, sitemaps, robots.txt).
     async fn get_once(&self, url: &Url, any_type: bool) -> Result<Hop, DocError> {
-        if let Some(blocked) = crate::address::check_literal(url, self.config.address) {
-            return Err(DocError::new(
-                ErrorClass::BlockedAddress,
-                format!("{url}: {blocked}"),
-            ));
-        }
+        self.refuse_literal(url)?;
         let cached = self.cache.as_ref().and_then(|c| c.get_page(url.as_str()));
         let mut request = self.client.get(url.clone());
         if let Some((meta, _)) = &cached {
@@ -270,29 +265,16 @@ impl Fetcher {
                 format!("{url}: content type {essence} is not supported (HTML, Markdown, plain text and PDF are)"),
             ));
         }
-        let max = self.config.max_bytes;
-        if resp.content_length().is_some_and(|n| n > max) {
-            return Err(too_large(url, max));
-        }
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() as u64 + chunk.len() as u64 > max {
-                        return Err(too_large(url, max));
-                    }
-                    body.extend_from_slice(&chunk);
-                    if sniff_pdf && !any_type && body.len() >= 5 && !body.starts_with(b"%PDF-") {
-                        return Err(DocError::new(
-                            ErrorClass::UnsupportedContent,
-                            format!("{url}: content type {essence} is not supported (HTML, Markdown, plain text and PDF are)"),
-                        ));
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return Err(classify(&e, url)),
+        let body = read_capped(&mut resp, url, self.config.max_bytes, |body| {
+            if sniff_pdf && !any_type && body.len() >= 5 && !body.starts_with(b"%PDF-") {
+                return Err(DocError::new(
+                    ErrorClass::UnsupportedContent,
+                    format!("{url}: content type {essence} is not supported (HTML, Markdown, plain text and PDF are)"),
+                ));
             }
-        }
+            Ok(())
+        })
+        .await?;
         if let Some(cache) = &self.cache {
             if etag.is_some() || last_modified.is_some() {
                 let meta = CachedPage {
@@ -339,12 +321,7 @@ impl Fetcher {
         headers: &[(String, String)],
         body: Option<Vec<u8>>,
     ) -> Result<SubResponse, DocError> {
-        if let Some(blocked) = crate::address::check_literal(url, self.config.address) {
-            return Err(DocError::new(
-                ErrorClass::BlockedAddress,
-                format!("{url}: {blocked}"),
-            ));
-        }
+        self.refuse_literal(url)?;
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| {
             DocError::new(
                 ErrorClass::InvalidInput,
@@ -373,11 +350,7 @@ impl Fetcher {
             .send()
             .await
             .map_err(|e| classify(&e, url))?;
-        let max = self.config.max_bytes;
-        if resp.content_length().is_some_and(|n| n > max) {
-            return Err(too_large(url, max));
-        }
-        let headers = resp
+        let headers: Vec<(String, String)> = resp
             .headers()
             .iter()
             .filter(|(name, _)| {
@@ -389,19 +362,50 @@ impl Fetcher {
             .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
             .collect();
         let status = resp.status().as_u16();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, url))? {
-            if body.len() as u64 + chunk.len() as u64 > max {
-                return Err(too_large(url, max));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(&mut resp, url, self.config.max_bytes, |_| Ok(())).await?;
         Ok(SubResponse {
             status,
             headers,
             body,
         })
     }
+}
+
+impl Fetcher {
+    /// `blocked_address` for a URL that names a refused IP address directly (names are
+    /// checked as they resolve).
+    fn refuse_literal(&self, url: &Url) -> Result<(), DocError> {
+        match crate::address::check_literal(url, self.config.address) {
+            Some(blocked) => Err(DocError::new(
+                ErrorClass::BlockedAddress,
+                format!("{url}: {blocked}"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A response's body, decompressed, refused as `too_large` past `max` bytes (by its declared
+/// length before reading, by what arrives while reading); `check` sees the body after each
+/// chunk and may stop it.
+async fn read_capped(
+    resp: &mut reqwest::Response,
+    url: &Url,
+    max: u64,
+    mut check: impl FnMut(&[u8]) -> Result<(), DocError>,
+) -> Result<Vec<u8>, DocError> {
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(too_large(url, max));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, url))? {
+        if body.len() as u64 + chunk.len() as u64 > max {
+            return Err(too_large(url, max));
+        }
+        body.extend_from_slice(&chunk);
+        check(&body)?;
+    }
+    Ok(body)
 }
 
 fn too_large(url: &Url, max: u64) -> DocError {

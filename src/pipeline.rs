@@ -650,30 +650,25 @@ async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, Stag
         fetch_ms: ms(t.elapsed()),
         ..Stages::default()
     };
-    let (body, kind, origin) = loaded.map_err(|e| (e, stages))?;
-    let display = source.display.clone();
+    // `page`: where a page fetched by URL ended up after redirects (its relative links resolve
+    // against it); files and text inputs have none.
+    let (body, kind, page) = loaded.map_err(|e| (e, stages))?;
+    let display = source.display.as_str();
     let renderer = ctx.fetcher.renderer();
     // Pages fetched by URL can be rendered; files and PDFs are read as they are.
-    let page = origin.filter(|_| kind == DocKind::Html && matches!(body, Loaded::Text(_)));
-    let extracted = match page {
-        Some(origin) if renderer.always() => {
-            let Loaded::Text(html) = &body else {
-                unreachable!("filtered above")
-            };
-            let t = Instant::now();
-            let rendered = renderer.render(origin.fetched(html), &ctx.fetcher).await;
-            stages.render_ms = Some(ms(t.elapsed()));
-            let html = rendered.map_err(|e| (e, stages))?;
+    let page = page.filter(|_| kind == DocKind::Html);
+    let extracted = match (page, body) {
+        (Some(url), Loaded::Text(html)) if renderer.always() => {
+            let html = render_timed(ctx, &url, &html, &mut stages)
+                .await
+                .map_err(|e| (e, stages))?;
             stages.rendered = true;
-            let t = Instant::now();
-            let (result, _) = extract_apart(ctx, Loaded::Text(html), kind, &display).await;
-            stages.extract_ms = ms(t.elapsed());
-            result
+            extract_timed(ctx, Loaded::Text(html), kind, display, &mut stages)
+                .await
+                .0
         }
-        page => {
-            let t = Instant::now();
-            let (result, body) = extract_apart(ctx, body, kind, &display).await;
-            stages.extract_ms = ms(t.elapsed());
+        (page, body) => {
+            let (result, body) = extract_timed(ctx, body, kind, display, &mut stages).await;
             let words = result.as_ref().map_or(0, |e| e.words);
             // Too little text is a reason to render; a page the extractor choked on is not.
             let little = match &result {
@@ -681,20 +676,16 @@ async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, Stag
                 Err(e) => e.class == ErrorClass::EmptyExtraction,
             };
             match (page, body) {
-                (Some(origin), Some(Loaded::Text(html)))
+                (Some(url), Some(Loaded::Text(html)))
                     if little && renderer.wanted(&html, words) =>
                 {
-                    let t = Instant::now();
-                    let rendered = renderer.render(origin.fetched(&html), &ctx.fetcher).await;
-                    stages.render_ms = Some(ms(t.elapsed()));
-                    match rendered {
+                    match render_timed(ctx, &url, &html, &mut stages).await {
+                        // The rendered page wins unless it lost text.
                         Ok(html) => {
-                            let t = Instant::now();
-                            let (again, _) =
-                                extract_apart(ctx, Loaded::Text(html), kind, &display).await;
-                            stages.extract_ms += ms(t.elapsed());
-                            // The rendered page wins unless it lost text.
-                            match again {
+                            match extract_timed(ctx, Loaded::Text(html), kind, display, &mut stages)
+                                .await
+                                .0
+                            {
                                 Ok(e) if e.words >= words => {
                                     stages.rendered = true;
                                     Ok(e)
@@ -727,6 +718,33 @@ async fn prepare(ctx: &Ctx, source: &Source) -> Result<Prepared, (DocError, Stag
         extracted.title = Some(title.clone());
     }
     Ok(Prepared { extracted, stages })
+}
+
+/// [`extract_apart`], its time added to `stages.extract_ms`.
+async fn extract_timed(
+    ctx: &Ctx,
+    body: Loaded,
+    kind: DocKind,
+    display: &str,
+    stages: &mut Stages,
+) -> (Result<Extracted, DocError>, Option<Loaded>) {
+    let t = Instant::now();
+    let out = extract_apart(ctx, body, kind, display).await;
+    stages.extract_ms += ms(t.elapsed());
+    out
+}
+
+/// The page through the headless browser, its time in `stages.render_ms`.
+async fn render_timed(
+    ctx: &Ctx,
+    url: &Url,
+    html: &str,
+    stages: &mut Stages,
+) -> Result<String, DocError> {
+    let t = Instant::now();
+    let rendered = ctx.fetcher.renderer().render(url, html, &ctx.fetcher).await;
+    stages.render_ms = Some(ms(t.elapsed()));
+    rendered
 }
 
 /// Extraction is CPU-bound: one thread of its own per document (a deep stack for deeply nested
@@ -796,23 +814,6 @@ async fn extract_apart(
     out
 }
 
-/// Where a page fetched by URL came from, for rendering it.
-struct Origin {
-    /// After redirects: the page's own URL, which its relative links resolve against.
-    url: Url,
-}
-
-impl Origin {
-    /// The page as decoded (UTF-8 now, whatever it was served in).
-    fn fetched<'a>(&'a self, html: &'a str) -> crate::render::Fetched<'a> {
-        crate::render::Fetched {
-            url: &self.url,
-            content_type: Some("text/html; charset=utf-8"),
-            body: html.as_bytes(),
-        }
-    }
-}
-
 /// The document's text and kind, from the network, a file, or the input record itself.
 /// A document as loaded: decoded text, or the bytes of a PDF.
 enum Loaded {
@@ -825,7 +826,7 @@ fn is_pdf(essence: &str, body: &[u8]) -> bool {
     essence == "application/pdf" || body.starts_with(b"%PDF-")
 }
 
-async fn load(ctx: &Ctx, source: &Source) -> Result<(Loaded, DocKind, Option<Origin>), DocError> {
+async fn load(ctx: &Ctx, source: &Source) -> Result<(Loaded, DocKind, Option<Url>), DocError> {
     match &source.kind {
         SourceKind::Invalid { class, message } => Err(DocError::new(*class, message.clone())),
         SourceKind::Text { text, .. } => {
@@ -858,10 +859,7 @@ async fn load(ctx: &Ctx, source: &Source) -> Result<(Loaded, DocKind, Option<Ori
                 .as_deref()
                 .and_then(decode::charset_param);
             let (text, _) = decode::decode(&fetched.body, declared.as_deref(), kind);
-            let origin = Origin {
-                url: fetched.final_url,
-            };
-            Ok((Loaded::Text(text), kind, Some(origin)))
+            Ok((Loaded::Text(text), kind, Some(fetched.final_url)))
         }
         SourceKind::Path(path) => read_file(path, ctx.config.fetch.max_bytes)
             .await

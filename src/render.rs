@@ -139,13 +139,6 @@ fn visible_chars(lower: &str) -> usize {
     n + rest.trim().chars().count()
 }
 
-/// The page as fetched, answered to the browser's navigation instead of a second download.
-pub struct Fetched<'a> {
-    pub url: &'a Url,
-    pub content_type: Option<&'a str>,
-    pub body: &'a [u8],
-}
-
 /// One browser for the run, started on demand.
 pub struct Renderer {
     mode: Mode,
@@ -216,10 +209,6 @@ impl Renderer {
         }
     }
 
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     /// `always`: every HTML page fetched by URL is rendered.
     pub fn always(&self) -> bool {
         self.mode == Mode::Always && self.executable.is_some()
@@ -242,10 +231,16 @@ impl Renderer {
         true
     }
 
-    /// The page's HTML after its scripts ran.
-    pub async fn render(&self, page: Fetched<'_>, fetcher: &Fetcher) -> Result<String, DocError> {
+    /// The page's HTML after its scripts ran. `html` is the page as fetched from `url` (after
+    /// redirects) and decoded to UTF-8: it answers the browser's navigation, so the page is
+    /// not downloaded twice.
+    pub async fn render(
+        &self,
+        url: &Url,
+        html: &str,
+        fetcher: &Fetcher,
+    ) -> Result<String, DocError> {
         let _tab = self.tabs.acquire().await.ok();
-        let url = page.url.clone();
         let fail = |what: String| DocError::new(ErrorClass::RenderFailed, format!("{url}: {what}"));
         let browser = self.browser().await.map_err(&fail)?;
         let deadline = tokio::time::Instant::now() + self.timeout;
@@ -253,7 +248,7 @@ impl Renderer {
             .await
             .map_err(|_| fail("the browser did not open a tab within --timeout".into()))?
             .map_err(|e| fail(format!("the browser did not open a tab: {e}")))?;
-        let result = self.render_in(&tab, page, fetcher, deadline).await;
+        let result = self.render_in(&tab, url, html, fetcher, deadline).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), tab.close()).await;
         result.map_err(fail)
     }
@@ -261,7 +256,8 @@ impl Renderer {
     async fn render_in(
         &self,
         tab: &Page,
-        page: Fetched<'_>,
+        url: &Url,
+        html: &str,
         fetcher: &Fetcher,
         deadline: tokio::time::Instant,
     ) -> Result<String, String> {
@@ -271,12 +267,8 @@ impl Renderer {
             .map_err(|e| format!("the browser refused a listener: {e}"))?;
         let activity = Arc::new(Activity::new());
         let main = Arc::new(MainPage {
-            url: page.url.to_string(),
-            content_type: page
-                .content_type
-                .unwrap_or("text/html; charset=utf-8")
-                .to_string(),
-            body: base64::engine::general_purpose::STANDARD.encode(page.body),
+            url: url.to_string(),
+            body: base64::engine::general_purpose::STANDARD.encode(html),
             served: AtomicBool::new(false),
         });
         let answering = {
@@ -293,7 +285,7 @@ impl Renderer {
                 }
             }))
         };
-        let navigated = tokio::time::timeout_at(deadline, tab.goto(page.url.as_str())).await;
+        let navigated = tokio::time::timeout_at(deadline, tab.goto(url.as_str())).await;
         if let Ok(Err(e)) = navigated {
             return Err(format!("the browser could not load the page: {e}"));
         }
@@ -487,8 +479,7 @@ fn log_tail(path: &Path) -> String {
 /// The page this render is for, served once to the browser's navigation.
 struct MainPage {
     url: String,
-    content_type: String,
-    /// Base64, as DevTools takes bodies.
+    /// Base64, as DevTools takes bodies; UTF-8 HTML.
     body: String,
     served: AtomicBool,
 }
@@ -584,7 +575,7 @@ async fn answer(tab: &Page, event: &EventRequestPaused, fetcher: &Fetcher, main:
         let params = FulfillRequestParams::builder()
             .request_id(id.clone())
             .response_code(200)
-            .response_header(HeaderEntry::new("Content-Type", main.content_type.clone()))
+            .response_header(HeaderEntry::new("Content-Type", "text/html; charset=utf-8"))
             .body(main.body.clone())
             .build();
         if let Ok(params) = params {
