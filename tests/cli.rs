@@ -2793,17 +2793,21 @@ fn issue10_batch_failures_are_records_and_a_killed_run_attaches() {
         ..BatchOptions::default()
     });
     let out = home.path().join("attach.jsonl");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("summarize"))
-        .env("HOME", home.path())
-        .env("XDG_CACHE_HOME", home.path().join("cache"))
-        .env("OPENAI_API_KEY", "sk-test")
-        .env("OPENAI_BASE_URL", server.base_url())
-        .args(["-b", "openai", "--chunk-tokens", "200", "--no-cache"])
-        .args(["--batch", "--batch-poll", "0.05", "-q", "-o"])
-        .arg(&out)
-        .arg(&docs)
-        .spawn()
-        .unwrap();
+    // The same batch command each time, as a cron line would run it.
+    let spawn_batch = || {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("summarize"))
+            .env("HOME", home.path())
+            .env("XDG_CACHE_HOME", home.path().join("cache"))
+            .env("OPENAI_API_KEY", "sk-test")
+            .env("OPENAI_BASE_URL", server.base_url())
+            .args(["-b", "openai", "--chunk-tokens", "200", "--no-cache"])
+            .args(["--batch", "--batch-poll", "0.05", "-q", "-o"])
+            .arg(&out)
+            .arg(&docs)
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn_batch();
     let waited = std::time::Instant::now();
     while server.state().batches.first().is_none_or(|b| b.polls < 2) {
         assert!(
@@ -2816,16 +2820,7 @@ fn issue10_batch_failures_are_records_and_a_killed_run_attaches() {
     child.wait().unwrap();
     assert!(home.path().join("attach.jsonl.batch/state.json").exists());
     // Ctrl-C while waiting: exit 130 at once, the batch left to the server and to the next run.
-    let mut sigint = std::process::Command::new(assert_cmd::cargo::cargo_bin("summarize"))
-        .env("HOME", home.path())
-        .env("OPENAI_API_KEY", "sk-test")
-        .env("OPENAI_BASE_URL", server.base_url())
-        .args(["-b", "openai", "--chunk-tokens", "200", "--no-cache"])
-        .args(["--batch", "--batch-poll", "0.05", "-q", "-o"])
-        .arg(&out)
-        .arg(&docs)
-        .spawn()
-        .unwrap();
+    let mut sigint = spawn_batch();
     let polls = server.state().batches[0].polls;
     let waited = std::time::Instant::now();
     while server.state().batches[0].polls < polls + 1 {

@@ -850,21 +850,19 @@ http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
     .collect();
     let bin = assert_cmd::cargo::cargo_bin("summarize");
     let run = |flags: &str| -> Vec<Value> {
-        let script = format!(
-            "mount --bind {hosts} /etc/hosts && ip link set lo up || exit 3; \
-             python3 {server} {port} >/dev/null 2>&1 & server=$!; trap 'kill $server' EXIT; \
-             for i in $(seq 50); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 0.2)' 2>/dev/null && break; sleep 0.1; done; \
-             HOME={home} SUMMARIZE_BACKEND=extractive {bin} -q --no-cache --retries 0 --timeout 5 {flags} {urls}",
-            hosts = dir.path().join("hosts").display(),
-            server = dir.path().join("server.py").display(),
-            home = dir.path().display(),
-            bin = bin.display(),
-            urls = urls.join(" "),
+        let out = common::in_private_network(
+            &dir.path().join("hosts"),
+            "",
+            &dir.path().join("server.py"),
+            &port.to_string(),
+            port as u16,
+            &format!(
+                "HOME={home} SUMMARIZE_BACKEND=extractive {bin} -q --no-cache --retries 0 --timeout 5 {flags} {urls}",
+                home = dir.path().display(),
+                bin = bin.display(),
+                urls = urls.join(" "),
+            ),
         );
-        let out = std::process::Command::new("unshare")
-            .args(["-n", "-m", "bash", "-c", &script])
-            .output()
-            .unwrap();
         let recs = records(&out.stdout);
         assert_eq!(
             recs.len(),
@@ -1611,21 +1609,18 @@ http.server.HTTPServer(('127.0.0.1', port), Site).serve_forever()
     let bin = assert_cmd::cargo::cargo_bin("summarize");
     let run = |flags: &str| -> (Value, Vec<String>) {
         let hits = dir.path().join(format!("hits{}", flags.len()));
-        let script = format!(
-            "mount --bind {hosts} /etc/hosts && ip link set lo up && ip addr add 169.254.169.254/32 dev lo || exit 3; \
-             python3 {server} {port} {hits} >/dev/null 2>&1 & server=$!; trap 'kill $server' EXIT; \
-             for i in $(seq 50); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 0.2)' 2>/dev/null && break; sleep 0.1; done; \
-             HOME={home} TMPDIR={home} {bin} extract -q --no-cache --retries 0 --timeout 20 --render always {flags} http://site.test:{port}/spa",
-            hosts = dir.path().join("hosts").display(),
-            server = dir.path().join("server.py").display(),
-            hits = hits.display(),
-            home = dir.path().display(),
-            bin = bin.display(),
+        let out = common::in_private_network(
+            &dir.path().join("hosts"),
+            "ip addr add 169.254.169.254/32 dev lo",
+            &dir.path().join("server.py"),
+            &format!("{port} {}", hits.display()),
+            port as u16,
+            &format!(
+                "HOME={home} TMPDIR={home} {bin} extract -q --no-cache --retries 0 --timeout 20 --render always {flags} http://site.test:{port}/spa",
+                home = dir.path().display(),
+                bin = bin.display(),
+            ),
         );
-        let out = std::process::Command::new("unshare")
-            .args(["-n", "-m", "bash", "-c", &script])
-            .output()
-            .unwrap();
         let recs = records(&out.stdout);
         assert_eq!(recs.len(), 1, "{}", String::from_utf8_lossy(&out.stderr));
         let hits = std::fs::read_to_string(&hits)

@@ -453,3 +453,30 @@ pub fn has_chromium() -> bool {
     }
     ok
 }
+
+/// Runs `command` (a bash line) inside a network namespace of its own with only loopback
+/// (`unshare -n -m`, see `can_unshare`): `hosts` replaces /etc/hosts there, `setup` runs after
+/// loopback is up (say, another address on it), and the Python `server` (a file) is started
+/// with `server_args` and waited for on 127.0.0.1:`port` first.
+pub fn in_private_network(
+    hosts: &Path,
+    setup: &str,
+    server: &Path,
+    server_args: &str,
+    port: u16,
+    command: &str,
+) -> std::process::Output {
+    let script = format!(
+        "mount --bind {hosts} /etc/hosts && ip link set lo up {setup} || exit 3; \
+         python3 {server} {server_args} >/dev/null 2>&1 & server=$!; trap 'kill $server' EXIT; \
+         for i in $(seq 50); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 0.2)' 2>/dev/null && break; sleep 0.1; done; \
+         {command}",
+        hosts = hosts.display(),
+        server = server.display(),
+        setup = if setup.is_empty() { String::new() } else { format!("&& {setup}") },
+    );
+    std::process::Command::new("unshare")
+        .args(["-n", "-m", "bash", "-c", &script])
+        .output()
+        .unwrap()
+}
