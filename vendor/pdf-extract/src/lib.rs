@@ -1,6 +1,7 @@
 #![allow(warnings)] // the crates.io release as it is, but for the patch (vendor/README.md)
 extern crate lopdf;
 mod fastlex;
+mod fastcontent;
 
 use adobe_cmap_parser::{ByteMapping, CodeRange, CIDRange};
 use encoding_rs::UTF_16BE;
@@ -1601,7 +1602,23 @@ impl<'a> Processor<'a> {
     }
 
     fn process_stream(&mut self, doc: &'a Document, content: Vec<u8>, resources: &'a Dictionary, media_box: &MediaBox, output: &mut dyn OutputDev, page_num: u32) -> Result<(), OutputError> {
-        let content = Content::decode(&content).unwrap();
+        let operations = match fastcontent::decode(&content) {
+            Ok(ops) => {
+                if std::env::var_os("PDF_EXTRACT_CHECK_FASTLEX").is_some() {
+                    let theirs = Content::decode(&content).unwrap().operations;
+                    assert!(fastcontent::same(&ops, &theirs), "fastcontent: the operations differ from lopdf's");
+                    eprintln!("fastlex: content equal ({} operations)", ops.len());
+                }
+                ops
+            }
+            Err(at) => {
+                if std::env::var_os("PDF_EXTRACT_CHECK_FASTLEX").is_some() {
+                    let near = &content[at.saturating_sub(40)..(at + 40).min(content.len())];
+                    eprintln!("fastlex: content fallback at {at} of {}: {:?}", content.len(), String::from_utf8_lossy(near));
+                }
+                Content::decode(&content).unwrap().operations
+            }
+        };
         let mut gs: GraphicsState = GraphicsState {
             ts: TextState {
                 font: None,
@@ -1629,7 +1646,7 @@ impl<'a> Processor<'a> {
         let mut path = Path::new();
         let flip_ctm = Transform2D::row_major(1., 0., 0., -1., 0., media_box.ury - media_box.lly);
         dlog!("MediaBox {:?}", media_box);
-        for operation in &content.operations {
+        for operation in &operations {
             //dlog!("op: {:?}", operation);
 
             match operation.operator.as_ref() {
@@ -1888,6 +1905,12 @@ impl<'a> Processor<'a> {
                     let xobject: &Dictionary = get(&doc, resources, b"XObject");
                     let name = operation.operands[0].as_name().unwrap();
                     let xf: &Stream = get(&doc, xobject, name);
+                    // An image paints pixels, not text: its data is neither decompressed nor
+                    // read as a content stream (which upstream did, at a cost of megabytes per
+                    // photograph, for nothing).
+                    if matches!(xf.dict.get(b"Subtype"), Ok(Object::Name(n)) if n == b"Image") {
+                        continue;
+                    }
                     let resources = maybe_get_obj(&doc, &xf.dict, b"Resources").and_then(|n| n.as_dict().ok()).unwrap_or(resources);
                     let contents = get_contents(xf);
                     self.process_stream(&doc, contents, resources, &media_box, output, page_num)?;

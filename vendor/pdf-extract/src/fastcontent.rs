@@ -1,0 +1,501 @@
+//! A hand-written reader for page content streams: the same operations as
+//! `lopdf::content::Content::decode`, whose parser-combinator reader allocates for every token
+//! and was about a third of the time spent on a typical PDF.
+//!
+//! It follows lopdf 0.42's grammar rule by rule (the same alternatives in the same order, the
+//! same quirks: an operand ends at `content_space` — space, tab, CR, LF — while arrays and
+//! dictionaries skip all PDF whitespace and comments; `[1 0 R]` holds a reference; numbers
+//! are read with `f32`/`i64::from_str`). It only answers for a stream it reads to the end;
+//! anything else (an inline image, a parse that stops early, which lopdf turns into a
+//! truncated page, deep nesting) is `None`, and the caller asks lopdf. So where it answers,
+//! the answer is lopdf's; `PDF_EXTRACT_CHECK_FASTLEX=1` reads every stream both ways and
+//! panics on a difference.
+
+use lopdf::content::Operation;
+use lopdf::{Dictionary, Object, StringFormat};
+
+/// Nesting of arrays and dictionaries, and of parentheses in a string, read here; deeper is
+/// left to lopdf (whose limits are 100).
+const MAX_DEPTH: usize = 32;
+
+struct Reader<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+#[inline]
+fn is_whitespace(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'\0' | b'\x0C')
+}
+
+#[inline]
+fn is_delimiter(c: u8) -> bool {
+    matches!(c, b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%')
+}
+
+#[inline]
+fn is_regular(c: u8) -> bool {
+    !is_whitespace(c) && !is_delimiter(c)
+}
+
+#[inline]
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl<'a> Reader<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    #[inline]
+    fn at(&self, k: usize) -> Option<u8> {
+        self.s.get(self.i + k).copied()
+    }
+
+    #[inline]
+    fn starts_with(&self, t: &[u8]) -> bool {
+        self.s[self.i..].starts_with(t)
+    }
+
+    /// lopdf `content_space`: space, tab, CR and LF only.
+    #[inline]
+    fn content_space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\r' | b'\n') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// lopdf `eol`: CRLF, LF or CR.
+    #[inline]
+    fn eol(&mut self) -> bool {
+        match self.peek() {
+            Some(b'\r') => {
+                self.i += if self.at(1) == Some(b'\n') { 2 } else { 1 };
+                true
+            }
+            Some(b'\n') => {
+                self.i += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// lopdf `comment`: `%` up to and including an end of line (none at the end: no comment).
+    fn comment(&mut self) -> bool {
+        if self.peek() != Some(b'%') {
+            return false;
+        }
+        let start = self.i;
+        self.i += 1;
+        while let Some(c) = self.peek() {
+            if c == b'\r' || c == b'\n' {
+                break;
+            }
+            self.i += 1;
+        }
+        if self.eol() {
+            true
+        } else {
+            self.i = start;
+            false
+        }
+    }
+
+    /// lopdf `space`: whitespace (NUL and form feed too) and comments.
+    fn space(&mut self) {
+        loop {
+            match self.peek() {
+                Some(c) if is_whitespace(c) => self.i += 1,
+                Some(b'%') => {
+                    if !self.comment() {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    /// lopdf `real` then `integer`: `[+-]? (d+ '.' d* | '.' d+)` as f32, else `[+-]? d+` as
+    /// i64. No number here: `None` with the position unchanged.
+    fn number(&mut self) -> Option<Object> {
+        let start = self.i;
+        if let Some(b'+' | b'-') = self.peek() {
+            self.i += 1;
+        }
+        let int_digits = self.digits();
+        let is_real = if int_digits > 0 {
+            if self.peek() == Some(b'.') {
+                self.i += 1;
+                self.digits();
+                true
+            } else {
+                false
+            }
+        } else if self.peek() == Some(b'.') && matches!(self.at(1), Some(b'0'..=b'9')) {
+            self.i += 1;
+            self.digits();
+            true
+        } else {
+            false
+        };
+        let text = std::str::from_utf8(&self.s[start..self.i]).ok()?;
+        if is_real {
+            match text.parse::<f32>() {
+                Ok(v) => return Some(Object::Real(v)),
+                Err(_) => {
+                    self.i = start;
+                    return None;
+                }
+            }
+        }
+        if int_digits > 0 {
+            if let Ok(v) = text.parse::<i64>() {
+                return Some(Object::Integer(v));
+            }
+        }
+        self.i = start;
+        None
+    }
+
+    /// lopdf `name`: `/` then regular bytes and `#hh` escapes, up to the first byte that is
+    /// neither (a `#` without two hex digits ends it).
+    fn name(&mut self) -> Option<Vec<u8>> {
+        if self.peek() != Some(b'/') {
+            return None;
+        }
+        self.i += 1;
+        let mut out = Vec::new();
+        while let Some(c) = self.peek() {
+            if c == b'#' {
+                match (self.at(1).and_then(hex), self.at(2).and_then(hex)) {
+                    (Some(h), Some(l)) => {
+                        out.push(h << 4 | l);
+                        self.i += 3;
+                    }
+                    _ => break,
+                }
+            } else if is_regular(c) {
+                out.push(c);
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
+        Some(out)
+    }
+
+    /// lopdf `literal_string`, at `(`; `None` (position unchanged) where lopdf's fails.
+    fn literal_string(&mut self, depth: usize) -> Option<Vec<u8>> {
+        let start = self.i;
+        let mut out = Vec::new();
+        if self.inner_literal(&mut out, depth) {
+            Some(out)
+        } else {
+            self.i = start;
+            None
+        }
+    }
+
+    /// `(` inner `)`, the inner bytes appended to `out`.
+    fn inner_literal(&mut self, out: &mut Vec<u8>, depth: usize) -> bool {
+        debug_assert_eq!(self.peek(), Some(b'('));
+        self.i += 1;
+        loop {
+            let Some(c) = self.peek() else { return false };
+            match c {
+                b')' => {
+                    self.i += 1;
+                    return true;
+                }
+                b'\\' => {
+                    let Some(e) = self.at(1) else { return false };
+                    self.i += 1;
+                    match e {
+                        b'0'..=b'7' => {
+                            let mut v: u16 = 0;
+                            let mut n = 0;
+                            while n < 3 {
+                                match self.peek() {
+                                    Some(d @ b'0'..=b'7') => {
+                                        v = v * 8 + (d - b'0') as u16;
+                                        self.i += 1;
+                                        n += 1;
+                                    }
+                                    _ => break,
+                                }
+                            }
+                            out.push(v as u8);
+                        }
+                        b'\r' | b'\n' => {
+                            self.eol();
+                        }
+                        b'n' => { out.push(b'\n'); self.i += 1; }
+                        b'r' => { out.push(b'\r'); self.i += 1; }
+                        b't' => { out.push(b'\t'); self.i += 1; }
+                        b'b' => { out.push(b'\x08'); self.i += 1; }
+                        b'f' => { out.push(b'\x0C'); self.i += 1; }
+                        _ => { out.push(e); self.i += 1; }
+                    }
+                }
+                b'\r' => {
+                    if self.at(1) == Some(b'\n') {
+                        out.extend_from_slice(b"\r\n");
+                        self.i += 2;
+                    } else {
+                        out.push(b'\r');
+                        self.i += 1;
+                    }
+                }
+                b'\n' => {
+                    out.push(b'\n');
+                    self.i += 1;
+                }
+                b'(' => {
+                    if depth == 0 {
+                        return false;
+                    }
+                    out.push(b'(');
+                    if !self.inner_literal(out, depth - 1) {
+                        return false;
+                    }
+                    out.push(b')');
+                }
+                _ => {
+                    let run = self.s[self.i..]
+                        .iter()
+                        .position(|&c| matches!(c, b'(' | b')' | b'\\' | b'\r' | b'\n'))
+                        .unwrap_or(self.s.len() - self.i);
+                    out.extend_from_slice(&self.s[self.i..self.i + run]);
+                    self.i += run;
+                }
+            }
+        }
+    }
+
+    /// lopdf `hexadecimal_string`, at `<` (not `<<`).
+    fn hex_string(&mut self) -> Option<Object> {
+        let start = self.i;
+        self.i += 1;
+        let mut out = Vec::new();
+        let mut high = true;
+        loop {
+            while let Some(c) = self.peek() {
+                if is_whitespace(c) {
+                    self.i += 1;
+                } else {
+                    break;
+                }
+            }
+            match self.peek().and_then(hex) {
+                Some(d) => {
+                    if high {
+                        out.push(d << 4);
+                    } else {
+                        *out.last_mut().unwrap() |= d;
+                    }
+                    high = !high;
+                    self.i += 1;
+                }
+                None => break,
+            }
+        }
+        if self.peek() == Some(b'>') {
+            self.i += 1;
+            Some(Object::String(out, StringFormat::Hexadecimal))
+        } else {
+            self.i = start;
+            None
+        }
+    }
+
+    /// lopdf `reference` inside arrays and dictionaries: `u32 space u16 space R`.
+    fn reference(&mut self) -> Option<Object> {
+        let start = self.i;
+        let a = self.digits();
+        if a == 0 {
+            return None;
+        }
+        let id = std::str::from_utf8(&self.s[start..self.i]).ok()?.parse::<u32>();
+        self.space();
+        let gen_start = self.i;
+        let b = self.digits();
+        let gen = std::str::from_utf8(&self.s[gen_start..self.i]).ok().and_then(|t| t.parse::<u16>().ok());
+        if b > 0 {
+            self.space();
+            if let (Ok(id), Some(gen), Some(b'R')) = (id, gen, self.peek()) {
+                self.i += 1;
+                return Some(Object::Reference((id, gen)));
+            }
+        }
+        self.i = start;
+        None
+    }
+
+    /// lopdf `operand` (`in_container` false: ended by `content_space`) and `_direct_object`
+    /// (true: a reference allowed, ended by `space`), without the trailing space.
+    fn object(&mut self, depth: usize, in_container: bool) -> Option<Object> {
+        if depth == 0 {
+            return None;
+        }
+        let c = self.peek()?;
+        match c {
+            b'n' if self.starts_with(b"null") => {
+                self.i += 4;
+                Some(Object::Null)
+            }
+            b't' if self.starts_with(b"true") => {
+                self.i += 4;
+                Some(Object::Boolean(true))
+            }
+            b'f' if self.starts_with(b"false") => {
+                self.i += 5;
+                Some(Object::Boolean(false))
+            }
+            b'0'..=b'9' | b'+' | b'-' | b'.' => {
+                if in_container && c.is_ascii_digit() {
+                    if let Some(r) = self.reference() {
+                        return Some(r);
+                    }
+                }
+                self.number()
+            }
+            b'/' => self.name().map(Object::Name),
+            b'(' => self.literal_string(MAX_DEPTH).map(|s| Object::String(s, StringFormat::Literal)),
+            b'<' => {
+                if self.at(1) == Some(b'<') {
+                    self.dictionary(depth).map(Object::Dictionary)
+                } else {
+                    self.hex_string()
+                }
+            }
+            b'[' => self.array(depth),
+            _ => None,
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<Object> {
+        let start = self.i;
+        self.i += 1;
+        self.space();
+        let mut items = Vec::new();
+        while let Some(o) = self.object(depth - 1, true) {
+            items.push(o);
+            self.space();
+        }
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            Some(Object::Array(items))
+        } else {
+            self.i = start;
+            None
+        }
+    }
+
+    fn dictionary(&mut self, depth: usize) -> Option<Dictionary> {
+        let start = self.i;
+        self.i += 2;
+        self.space();
+        let mut dict = Dictionary::new();
+        loop {
+            let entry = self.i;
+            let Some(key) = self.name() else { break };
+            self.space();
+            match self.object(depth - 1, true) {
+                Some(value) => {
+                    self.space();
+                    dict.set(key, value);
+                }
+                None => {
+                    self.i = entry;
+                    break;
+                }
+            }
+        }
+        if self.starts_with(b">>") {
+            self.i += 2;
+            Some(dict)
+        } else {
+            self.i = start;
+            None
+        }
+    }
+
+    /// lopdf `operator`: letters, `*`, `'` and `"`.
+    fn operator(&mut self) -> Option<String> {
+        let start = self.i;
+        while let Some(c) = self.peek() {
+            if c.is_ascii_alphabetic() || matches!(c, b'*' | b'\'' | b'"') {
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
+        if self.i == start {
+            return None;
+        }
+        // ASCII only, so always UTF-8.
+        Some(String::from_utf8(self.s[start..self.i].to_vec()).unwrap())
+    }
+}
+
+/// The operations of a content stream, exactly as `Content::decode` gives them, or where
+/// this reader stopped, leaving the stream to lopdf.
+pub(crate) fn decode(s: &[u8]) -> Result<Vec<Operation>, usize> {
+    let mut r = Reader { s, i: 0 };
+    let mut ops = Vec::with_capacity(s.len() / 16);
+    r.content_space();
+    loop {
+        let start = r.i;
+        while r.peek() == Some(b'%') {
+            if !r.comment() {
+                break;
+            }
+        }
+        if r.starts_with(b"BI") {
+            // An inline image: lopdf reads its data by its dictionary, and may give up on the
+            // whole stream.
+            return Err(r.i);
+        }
+        let mut operands = Vec::new();
+        while let Some(o) = r.object(MAX_DEPTH, false) {
+            operands.push(o);
+            r.content_space();
+        }
+        match r.operator() {
+            Some(operator) => {
+                r.content_space();
+                ops.push(Operation { operator, operands });
+            }
+            None => {
+                r.i = start;
+                break;
+            }
+        }
+    }
+    while r.comment() {
+        r.content_space();
+    }
+    if r.i == s.len() { Ok(ops) } else { Err(r.i) }
+}
+
+/// Operations compared field by field (lopdf's `Operation` is not `PartialEq`).
+pub(crate) fn same(a: &[Operation], b: &[Operation]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.operator == y.operator && x.operands == y.operands)
+}
