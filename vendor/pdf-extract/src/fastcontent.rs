@@ -5,11 +5,11 @@
 //! It follows lopdf 0.42's grammar rule by rule (the same alternatives in the same order, the
 //! same quirks: an operand ends at `content_space` — space, tab, CR, LF — while arrays and
 //! dictionaries skip all PDF whitespace and comments; `[1 0 R]` holds a reference; numbers
-//! are read with `f32`/`i64::from_str`). It only answers for a stream it reads to the end;
-//! anything else (an inline image, a parse that stops early, which lopdf turns into a
-//! truncated page, deep nesting) is `None`, and the caller asks lopdf. So where it answers,
-//! the answer is lopdf's; `PDF_EXTRACT_CHECK_FASTLEX=1` reads every stream both ways and
-//! panics on a difference.
+//! are read with `f32`/`i64::from_str`). Where it stops (an inline image, a
+//! parse that stops early, which lopdf turns into a truncated page, deep nesting), the
+//! operations read so far are lopdf's first ones and the caller asks lopdf for
+//! the rest. `PDF_EXTRACT_CHECK_FASTLEX=1` reads every stream both ways and panics on a
+//! difference.
 
 use lopdf::content::Operation;
 use lopdf::{Dictionary, Object, StringFormat};
@@ -18,10 +18,20 @@ use lopdf::{Dictionary, Object, StringFormat};
 /// left to lopdf (whose limits are 100).
 const MAX_DEPTH: usize = 32;
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     s: &'a [u8],
     i: usize,
+    /// Byte buffers of strings and names already handed over and given back (see `recycle`).
+    bufs: Vec<Vec<u8>>,
+    /// The same for arrays.
+    arrays: Vec<Vec<Object>>,
 }
+
+/// Buffers kept for reuse, at most.
+const POOL: usize = 64;
+
+/// 10^k for the exact fast path of `number`.
+const POW10: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
 
 #[inline]
 fn is_whitespace(c: u8) -> bool {
@@ -134,39 +144,59 @@ impl<'a> Reader<'a> {
 
     /// lopdf `real` then `integer`: `[+-]? (d+ '.' d* | '.' d+)` as f32, else `[+-]? d+` as
     /// i64. No number here: `None` with the position unchanged.
+    ///
+    /// What `from_str` would give, without it where that is exact: an integer of up to 18
+    /// digits, and a real whose digits make at most 2^24 with at most 10 after the point
+    /// (both exact in f32, so one division rounds correctly: Clinger's fast path, the one
+    /// Rust's own parser takes for such input).
     fn number(&mut self) -> Option<Object> {
         let start = self.i;
+        let negative = self.peek() == Some(b'-');
         if let Some(b'+' | b'-') = self.peek() {
             self.i += 1;
         }
-        let int_digits = self.digits();
-        let is_real = if int_digits > 0 {
-            if self.peek() == Some(b'.') {
-                self.i += 1;
-                self.digits();
-                true
-            } else {
-                false
-            }
-        } else if self.peek() == Some(b'.') && matches!(self.at(1), Some(b'0'..=b'9')) {
+        let mut mantissa: u64 = 0;
+        let mut digits = 0usize;
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add((d - b'0') as u64);
+            digits += 1;
             self.i += 1;
-            self.digits();
-            true
+        }
+        let int_digits = digits;
+        let mut frac_digits = 0usize;
+        let is_real = if int_digits > 0 {
+            self.peek() == Some(b'.')
         } else {
-            false
+            self.peek() == Some(b'.') && matches!(self.at(1), Some(b'0'..=b'9'))
         };
-        let text = std::str::from_utf8(&self.s[start..self.i]).ok()?;
         if is_real {
-            match text.parse::<f32>() {
-                Ok(v) => return Some(Object::Real(v)),
+            self.i += 1;
+            while let Some(d @ b'0'..=b'9') = self.peek() {
+                mantissa = mantissa.wrapping_mul(10).wrapping_add((d - b'0') as u64);
+                digits += 1;
+                frac_digits += 1;
+                self.i += 1;
+            }
+            if digits <= 19 && mantissa <= 1 << 24 && frac_digits <= 10 {
+                let v = mantissa as f32 / POW10[frac_digits];
+                return Some(Object::Real(if negative { -v } else { v }));
+            }
+            // ASCII, so UTF-8.
+            let text = std::str::from_utf8(&self.s[start..self.i]).unwrap();
+            return match text.parse::<f32>() {
+                Ok(v) => Some(Object::Real(v)),
                 Err(_) => {
                     self.i = start;
-                    return None;
+                    None
                 }
-            }
+            };
         }
         if int_digits > 0 {
-            if let Ok(v) = text.parse::<i64>() {
+            if int_digits <= 18 {
+                let v = mantissa as i64;
+                return Some(Object::Integer(if negative { -v } else { v }));
+            }
+            if let Ok(v) = std::str::from_utf8(&self.s[start..self.i]).unwrap().parse::<i64>() {
                 return Some(Object::Integer(v));
             }
         }
@@ -181,7 +211,7 @@ impl<'a> Reader<'a> {
             return None;
         }
         self.i += 1;
-        let mut out = Vec::new();
+        let mut out = self.bufs.pop().unwrap_or_default();
         while let Some(c) = self.peek() {
             if c == b'#' {
                 match (self.at(1).and_then(hex), self.at(2).and_then(hex)) {
@@ -204,11 +234,12 @@ impl<'a> Reader<'a> {
     /// lopdf `literal_string`, at `(`; `None` (position unchanged) where lopdf's fails.
     fn literal_string(&mut self, depth: usize) -> Option<Vec<u8>> {
         let start = self.i;
-        let mut out = Vec::new();
+        let mut out = self.bufs.pop().unwrap_or_default();
         if self.inner_literal(&mut out, depth) {
             Some(out)
         } else {
             self.i = start;
+            self.give_back(out);
             None
         }
     }
@@ -293,7 +324,7 @@ impl<'a> Reader<'a> {
     fn hex_string(&mut self) -> Option<Object> {
         let start = self.i;
         self.i += 1;
-        let mut out = Vec::new();
+        let mut out = self.bufs.pop().unwrap_or_default();
         let mut high = true;
         loop {
             while let Some(c) = self.peek() {
@@ -321,6 +352,7 @@ impl<'a> Reader<'a> {
             Some(Object::String(out, StringFormat::Hexadecimal))
         } else {
             self.i = start;
+            self.give_back(out);
             None
         }
     }
@@ -394,7 +426,7 @@ impl<'a> Reader<'a> {
         let start = self.i;
         self.i += 1;
         self.space();
-        let mut items = Vec::new();
+        let mut items = self.arrays.pop().unwrap_or_default();
         while let Some(o) = self.object(depth - 1, true) {
             items.push(o);
             self.space();
@@ -404,6 +436,7 @@ impl<'a> Reader<'a> {
             Some(Object::Array(items))
         } else {
             self.i = start;
+            self.recycle(Object::Array(items));
             None
         }
     }
@@ -436,9 +469,85 @@ impl<'a> Reader<'a> {
             None
         }
     }
+}
+
+/// What [`Reader::next`] read.
+pub(crate) enum Step {
+    /// An operation, in the buffer given.
+    Op,
+    /// The end of the stream, every byte read.
+    End,
+    /// A place this reader does not read (at this offset): lopdf's first operations are the
+    /// ones read so far, and lopdf is asked for the rest.
+    Stop(usize),
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(s: &'a [u8]) -> Reader<'a> {
+        let mut r = Reader { s, i: 0, bufs: Vec::new(), arrays: Vec::new() };
+        r.content_space();
+        r
+    }
+
+    fn give_back(&mut self, mut buf: Vec<u8>) {
+        if self.bufs.len() < POOL {
+            buf.clear();
+            self.bufs.push(buf);
+        }
+    }
+
+    /// An operand done with: its buffers are kept for the next ones.
+    fn recycle(&mut self, o: Object) {
+        match o {
+            Object::String(buf, _) | Object::Name(buf) => self.give_back(buf),
+            Object::Array(mut items) => {
+                for item in items.drain(..) {
+                    self.recycle(item);
+                }
+                if self.arrays.len() < POOL {
+                    self.arrays.push(items);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The next operation into `op`, its buffers reused (an operator or a number costs no
+    /// allocation).
+    pub(crate) fn next(&mut self, op: &mut Operation) -> Step {
+        let start = self.i;
+        while self.peek() == Some(b'%') {
+            if !self.comment() {
+                break;
+            }
+        }
+        if self.starts_with(b"BI") {
+            // An inline image: lopdf reads its data by its dictionary, and may give up on the
+            // whole stream.
+            return Step::Stop(self.i);
+        }
+        let mut done = std::mem::take(&mut op.operands);
+        for o in done.drain(..) {
+            self.recycle(o);
+        }
+        op.operands = done;
+        while let Some(o) = self.object(MAX_DEPTH, false) {
+            op.operands.push(o);
+            self.content_space();
+        }
+        if self.operator_into(&mut op.operator) {
+            self.content_space();
+            return Step::Op;
+        }
+        self.i = start;
+        while self.comment() {
+            self.content_space();
+        }
+        if self.i == self.s.len() { Step::End } else { Step::Stop(self.i) }
+    }
 
     /// lopdf `operator`: letters, `*`, `'` and `"`.
-    fn operator(&mut self) -> Option<String> {
+    fn operator_into(&mut self, out: &mut String) -> bool {
         let start = self.i;
         while let Some(c) = self.peek() {
             if c.is_ascii_alphabetic() || matches!(c, b'*' | b'\'' | b'"') {
@@ -448,51 +557,28 @@ impl<'a> Reader<'a> {
             }
         }
         if self.i == start {
-            return None;
+            return false;
         }
+        out.clear();
         // ASCII only, so always UTF-8.
-        Some(String::from_utf8(self.s[start..self.i].to_vec()).unwrap())
+        out.push_str(std::str::from_utf8(&self.s[start..self.i]).unwrap());
+        true
     }
 }
 
-/// The operations of a content stream, exactly as `Content::decode` gives them, or where
-/// this reader stopped, leaving the stream to lopdf.
-pub(crate) fn decode(s: &[u8]) -> Result<Vec<Operation>, usize> {
-    let mut r = Reader { s, i: 0 };
-    let mut ops = Vec::with_capacity(s.len() / 16);
-    r.content_space();
+/// Every operation of a content stream (for checking against lopdf), and where reading
+/// stopped if it did not reach the end.
+pub(crate) fn decode(s: &[u8]) -> (Vec<Operation>, Option<usize>) {
+    let mut r = Reader::new(s);
+    let mut ops = Vec::new();
+    let mut op = Operation { operator: String::new(), operands: Vec::new() };
     loop {
-        let start = r.i;
-        while r.peek() == Some(b'%') {
-            if !r.comment() {
-                break;
-            }
-        }
-        if r.starts_with(b"BI") {
-            // An inline image: lopdf reads its data by its dictionary, and may give up on the
-            // whole stream.
-            return Err(r.i);
-        }
-        let mut operands = Vec::new();
-        while let Some(o) = r.object(MAX_DEPTH, false) {
-            operands.push(o);
-            r.content_space();
-        }
-        match r.operator() {
-            Some(operator) => {
-                r.content_space();
-                ops.push(Operation { operator, operands });
-            }
-            None => {
-                r.i = start;
-                break;
-            }
+        match r.next(&mut op) {
+            Step::Op => ops.push(op.clone()),
+            Step::End => return (ops, None),
+            Step::Stop(at) => return (ops, Some(at)),
         }
     }
-    while r.comment() {
-        r.content_space();
-    }
-    if r.i == s.len() { Ok(ops) } else { Err(r.i) }
 }
 
 /// Operations compared field by field (lopdf's `Operation` is not `PartialEq`).

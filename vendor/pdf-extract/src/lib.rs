@@ -5,7 +5,7 @@ mod fastcontent;
 
 use adobe_cmap_parser::{ByteMapping, CodeRange, CIDRange};
 use encoding_rs::UTF_16BE;
-use lopdf::content::Content;
+use lopdf::content::{Content, Operation};
 pub use lopdf::*;
 use euclid::*;
 use lopdf::encryption::DecryptionError;
@@ -156,21 +156,26 @@ fn pdf_to_utf8(s: &[u8]) -> String {
     if s.len() > 2 && s[0] == 0xfe && s[1] == 0xff {
         return UTF_16BE.decode_without_bom_handling_and_without_replacement(&s[2..]).unwrap().to_string()
     } else {
-        let r : Vec<u8> = s.iter().map(|x| *x).flat_map(|x| {
-               let k = PDFDocEncoding[x as usize];
-               vec![(k>>8) as u8, k as u8].into_iter()}).collect();
-        return UTF_16BE.decode_without_bom_handling_and_without_replacement(&r).unwrap().to_string()
+        return utf16_units_to_string(s.iter().map(|&x| PDFDocEncoding[x as usize]))
     }
+}
+
+/// UTF-16 code units to a `String`, as encoding_rs's UTF-16BE decoder without replacement
+/// gives it for their big-endian bytes, unwrapped (a lone surrogate panics there and here);
+/// without the two vectors and the allocation per byte of upstream's conversion.
+fn utf16_units_to_string(units: impl Iterator<Item = u16>) -> String {
+    let mut out = String::new();
+    for c in char::decode_utf16(units) {
+        out.push(c.expect("a lone surrogate in UTF-16 text"));
+    }
+    out
 }
 
 fn to_utf8(encoding: &[u16], s: &[u8]) -> String {
     if s.len() > 2 && s[0] == 0xfe && s[1] == 0xff {
         return UTF_16BE.decode_without_bom_handling_and_without_replacement(&s[2..]).unwrap().to_string()
     } else {
-        let r : Vec<u8> = s.iter().map(|x| *x).flat_map(|x| {
-            let k = encoding[x as usize];
-            vec![(k>>8) as u8, k as u8].into_iter()}).collect();
-        return UTF_16BE.decode_without_bom_handling_and_without_replacement(&r).unwrap().to_string()
+        return utf16_units_to_string(s.iter().map(|&x| encoding[x as usize]))
     }
 }
 
@@ -407,7 +412,7 @@ impl<'a> PdfSimpleFont<'a> {
                 let file = maybe_get_obj(doc, descriptor, b"FontFile2");
                 match file {
                     Some(&Object::Stream(ref s)) => {
-                        let _s = get_contents(s);
+                        // (The font program was decompressed here and never read.)
                         //File::create(format!("/tmp/{}", base_name)).unwrap().write_all(&s);
                     }
                     _ => { dlog!("font file {:?}", file) }
@@ -419,8 +424,9 @@ impl<'a> PdfSimpleFont<'a> {
                 Some(&Object::Stream(ref s)) => {
                     let subtype = get_name_string(doc, &s.dict, b"Subtype");
                     dlog!("font file {}, {:?}", subtype, s);
-                    let s = get_contents(s);
                     if subtype == "Type1C" {
+                        // Decompressed only where it is read.
+                        let s = get_contents(s);
                         let table = cff_parser::Table::parse(&s).unwrap();
                         //use std::io::Write;
                         //File::create(format!("/tmp/{}", base_name)).unwrap().write_all(&s);
@@ -794,6 +800,10 @@ trait PdfFont : Debug {
     fn get_width(&self, id: CharCode) -> f64;
     fn next_char(&self, iter: &mut Iter<u8>) -> Option<(CharCode, u8)>;
     fn decode_char(&self, char: CharCode) -> String;
+    /// `decode_char` appended to `out` (no `String` per character where the font can help it).
+    fn decode_char_into(&self, char: CharCode, out: &mut String) {
+        out.push_str(&self.decode_char(char))
+    }
 
         /*fn char_codes<'a>(&'a self, chars: &'a [u8]) -> PdfFontIter {
             let p = self;
@@ -815,6 +825,20 @@ impl<'a> dyn PdfFont + 'a {
 
 
 impl<'a> PdfFont for PdfSimpleFont<'a> {
+    fn decode_char_into(&self, char: CharCode, out: &mut String) {
+        match self.unicode_map {
+            Some(ref unicode_map) => match unicode_map.get(&char) {
+                Some(s) => out.push_str(s),
+                None => out.push_str(&self.decode_char(char)),
+            },
+            None => {
+                let encoding = self.encoding.as_ref().map(|x| &x[..]).unwrap_or(&PDFDocEncoding);
+                for c in char::decode_utf16([encoding[char as u8 as usize]]) {
+                    out.push(c.expect("a lone surrogate in UTF-16 text"));
+                }
+            }
+        }
+    }
     fn get_width(&self, id: CharCode) -> f64 {
         let width = self.widths.get(&id);
         if let Some(width) = width {
@@ -868,6 +892,20 @@ impl<'a> fmt::Debug for PdfSimpleFont<'a> {
 }
 
 impl<'a> PdfFont for PdfType3Font<'a> {
+    fn decode_char_into(&self, char: CharCode, out: &mut String) {
+        match self.unicode_map {
+            Some(ref unicode_map) => match unicode_map.get(&char) {
+                Some(s) => out.push_str(s),
+                None => out.push_str(&self.decode_char(char)),
+            },
+            None => {
+                let encoding = self.encoding.as_ref().map(|x| &x[..]).unwrap_or(&PDFDocEncoding);
+                for c in char::decode_utf16([encoding[char as u8 as usize]]) {
+                    out.push(c.expect("a lone surrogate in UTF-16 text"));
+                }
+            }
+        }
+    }
     fn get_width(&self, id: CharCode) -> f64 {
         let width = self.widths.get(&id);
         if let Some(width) = width {
@@ -1106,6 +1144,11 @@ impl<'a> PdfFont for PdfCIDFont<'a> {
             "".to_string()
         }
     }
+    fn decode_char_into(&self, char: CharCode, out: &mut String) {
+        if let Some(s) = self.to_unicode.as_ref().and_then(|x| x.get(&char)) {
+            out.push_str(s);
+        }
+    }
 }
 
 impl<'a> fmt::Debug for PdfCIDFont<'a> {
@@ -1273,10 +1316,46 @@ struct TextState<'a>
 // XXX: We'd ideally implement this without having to copy the uncompressed data
 fn get_contents(contents: &Stream) -> Vec<u8> {
     if contents.filters().is_ok() {
-        contents.decompressed_content().unwrap_or_else(|_|contents.content.clone())
+        decoded(contents).unwrap_or_else(|_|contents.content.clone())
     } else {
         contents.content.clone()
     }
+}
+
+/// A stream's data after its filters, as lopdf's `decompressed_content` gives it. A stream
+/// that is only zlib-compressed (most page contents and fonts) is inflated by zune-inflate,
+/// about twice as fast as flate2's miniz_oxide; a stream it does not decode, or decodes to
+/// data whose Adler-32 checksum does not match, is left to lopdf.
+fn decoded(stream: &Stream) -> lopdf::Result<Vec<u8>> {
+    let flate_only = match stream.dict.get(b"Filter") {
+        Ok(Object::Name(n)) => n == b"FlateDecode",
+        Ok(Object::Array(a)) => a.len() == 1 && matches!(&a[0], Object::Name(n) if n == b"FlateDecode"),
+        _ => false,
+    };
+    if flate_only && stream.dict.get(b"DecodeParms").is_err() && !stream.content.is_empty() {
+        let options = zune_inflate::DeflateOptions::default().set_confirm_checksum(true);
+        if let Ok(data) = zune_inflate::DeflateDecoder::new_with_options(&stream.content, options).decode_zlib() {
+            return Ok(data);
+        }
+    }
+    stream.decompressed_content()
+}
+
+/// lopdf's `Document::get_page_content` with [`decoded`]: the page's content streams, each
+/// followed by a newline (a stream that fails to decode is taken as it is).
+fn page_content(doc: &Document, page_id: ObjectId) -> Vec<u8> {
+    let mut content = Vec::new();
+    for object_id in doc.get_page_contents(page_id) {
+        if let Ok(stream) = doc.get_object(object_id).and_then(Object::as_stream) {
+            match decoded(stream) {
+                Ok(data) if content.is_empty() => content = data,
+                Ok(data) => content.extend_from_slice(&data),
+                Err(_) => content.extend_from_slice(&stream.content),
+            }
+            content.push(b'\n');
+        }
+    }
+    content
 }
 
 #[derive(Clone)]
@@ -1304,6 +1383,7 @@ fn show_text(gs: &mut GraphicsState, s: &[u8],
     dlog!("{:?}", s);
     output.begin_word()?;
 
+    let mut text = String::new();
     for (c, length) in font.char_codes(s) {
         // 5.3.3 Text Space Details
         let tsm = Transform2D::row_major(ts.horizontal_scaling,
@@ -1330,7 +1410,9 @@ fn show_text(gs: &mut GraphicsState, s: &[u8],
         let is_space = c == 32 && length == 1;
         if is_space { spacing += ts.word_spacing }
 
-        output.output_character(&trm, w0, spacing, ts.font_size, &font.decode_char(c))?;
+        text.clear();
+        font.decode_char_into(c, &mut text);
+        output.output_character(&trm, w0, spacing, ts.font_size, &text)?;
         let tj = 0.;
         let ty = 0.;
         let tx = ts.horizontal_scaling * ((w0 - tj/1000.)* ts.font_size + spacing);
@@ -1602,23 +1684,6 @@ impl<'a> Processor<'a> {
     }
 
     fn process_stream(&mut self, doc: &'a Document, content: Vec<u8>, resources: &'a Dictionary, media_box: &MediaBox, output: &mut dyn OutputDev, page_num: u32) -> Result<(), OutputError> {
-        let operations = match fastcontent::decode(&content) {
-            Ok(ops) => {
-                if std::env::var_os("PDF_EXTRACT_CHECK_FASTLEX").is_some() {
-                    let theirs = Content::decode(&content).unwrap().operations;
-                    assert!(fastcontent::same(&ops, &theirs), "fastcontent: the operations differ from lopdf's");
-                    eprintln!("fastlex: content equal ({} operations)", ops.len());
-                }
-                ops
-            }
-            Err(at) => {
-                if std::env::var_os("PDF_EXTRACT_CHECK_FASTLEX").is_some() {
-                    let near = &content[at.saturating_sub(40)..(at + 40).min(content.len())];
-                    eprintln!("fastlex: content fallback at {at} of {}: {:?}", content.len(), String::from_utf8_lossy(near));
-                }
-                Content::decode(&content).unwrap().operations
-            }
-        };
         let mut gs: GraphicsState = GraphicsState {
             ts: TextState {
                 font: None,
@@ -1646,7 +1711,7 @@ impl<'a> Processor<'a> {
         let mut path = Path::new();
         let flip_ctm = Transform2D::row_major(1., 0., 0., -1., 0., media_box.ury - media_box.lly);
         dlog!("MediaBox {:?}", media_box);
-        for operation in &operations {
+        let mut run = |operation: &Operation| -> Result<(), OutputError> {
             //dlog!("op: {:?}", operation);
 
             match operation.operator.as_ref() {
@@ -1894,7 +1959,7 @@ impl<'a> Processor<'a> {
                     path.ops.clear();
                 }
                 "BMC" | "BDC" => {
-                    mc_stack.push(operation);
+                    mc_stack.push(());
                 }
                 "EMC" => {
                     mc_stack.pop();
@@ -1909,7 +1974,7 @@ impl<'a> Processor<'a> {
                     // read as a content stream (which upstream did, at a cost of megabytes per
                     // photograph, for nothing).
                     if matches!(xf.dict.get(b"Subtype"), Ok(Object::Name(n)) if n == b"Image") {
-                        continue;
+                        return Ok(());
                     }
                     let resources = maybe_get_obj(&doc, &xf.dict, b"Resources").and_then(|n| n.as_dict().ok()).unwrap_or(resources);
                     let contents = get_contents(xf);
@@ -1918,6 +1983,36 @@ impl<'a> Processor<'a> {
                 _ => { dlog!("unknown operation {:?}", operation); }
 
             }
+            Ok(())
+        };
+
+        // The operations come from the hand-written reader (fastcontent.rs), one at a time in
+        // one reused buffer; where it stops, lopdf's reading of the stream goes on from there.
+        if std::env::var_os("PDF_EXTRACT_CHECK_FASTLEX").is_some() {
+            let (ours, stopped) = fastcontent::decode(&content);
+            let theirs = Content::decode(&content).unwrap().operations;
+            let prefix = if stopped.is_some() { &theirs[..ours.len().min(theirs.len())] } else { &theirs[..] };
+            assert!(fastcontent::same(&ours, prefix), "fastcontent: the operations differ from lopdf's");
+            match stopped {
+                None => eprintln!("fastlex: content equal ({} operations)", ours.len()),
+                Some(at) => eprintln!("fastlex: content equal up to byte {at} ({} of {} operations), lopdf read the rest", ours.len(), theirs.len()),
+            }
+        }
+        let mut reader = fastcontent::Reader::new(&content);
+        let mut op = Operation { operator: String::new(), operands: Vec::new() };
+        let mut read = 0;
+        loop {
+            match reader.next(&mut op) {
+                fastcontent::Step::Op => {
+                    read += 1;
+                    run(&op)?;
+                }
+                fastcontent::Step::End => return Ok(()),
+                fastcontent::Step::Stop(_) => break,
+            }
+        }
+        for operation in Content::decode(&content).unwrap().operations.iter().skip(read) {
+            run(operation)?;
         }
         Ok(())
     }
@@ -2230,7 +2325,7 @@ impl<W: ConvertToFmt> OutputDev for PlainTextOutput<W> {
             }
         }
         //let norm = unicode_normalization::UnicodeNormalization::nfkc(char);
-        write!(self.writer, "{}", char)?;
+        self.writer.write_str(char)?;
         self.first_char = false;
         self.last_y = y;
         self.last_end = x + width * transformed_font_size;
@@ -2485,7 +2580,7 @@ fn output_doc_inner<'a>(page_num: u32, object_id: ObjectId, doc: &'a Document, p
     let art_box = get::<Option<Vec<f64>>>(&doc, page_dict, b"ArtBox")
         .map(|x| (x[0], x[1], x[2], x[3]));
     output.begin_page(page_num, &media_box, art_box)?;
-    p.process_stream(&doc, doc.get_page_content(object_id).unwrap(), resources, &media_box, output, page_num)?;
+    p.process_stream(&doc, page_content(doc, object_id), resources, &media_box, output, page_num)?;
     output.end_page()?;
     Ok(())
 }
