@@ -360,16 +360,17 @@ fn is_core_font(name: &str) -> bool {
 }
 
 fn encoding_to_unicode_table(name: &[u8]) -> Vec<u16> {
-    let encoding = match &name[..] {
-        b"MacRomanEncoding" => encodings::MAC_ROMAN_ENCODING,
-        b"MacExpertEncoding" => encodings::MAC_EXPERT_ENCODING,
-        b"WinAnsiEncoding" => encodings::WIN_ANSI_ENCODING,
+    // Each table is made once per process (upstream made it for every font).
+    static TABLES: [std::sync::OnceLock<Vec<u16>>; 3] = [std::sync::OnceLock::new(), std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    let (slot, encoding) = match &name[..] {
+        b"MacRomanEncoding" => (0, &encodings::MAC_ROMAN_ENCODING),
+        b"MacExpertEncoding" => (1, &encodings::MAC_EXPERT_ENCODING),
+        b"WinAnsiEncoding" => (2, &encodings::WIN_ANSI_ENCODING),
         _ => panic!("unexpected encoding {:?}", pdf_to_utf8(name))
     };
-    let encoding_table = encoding.iter()
+    TABLES[slot].get_or_init(|| encoding.iter()
         .map(|x| if let &Some(x) = x { glyphnames::name_to_unicode(x).unwrap() } else { 0 })
-        .collect();
-    encoding_table
+        .collect()).clone()
 }
 
 /* "Glyphs in the font are selected by single-byte character codes obtained from a string that
@@ -572,9 +573,7 @@ impl<'a> PdfSimpleFont<'a> {
                     }
                     encoding_table = Some(table)
                 } else if subtype == "TrueType" {
-                    encoding_table = Some(encodings::WIN_ANSI_ENCODING.iter()
-                        .map(|x| if let &Some(x) = x { glyphnames::name_to_unicode(x).unwrap() } else { 0 })
-                        .collect());
+                    encoding_table = Some(encoding_to_unicode_table(b"WinAnsiEncoding"));
                 }
             }
             _ => { panic!() }
