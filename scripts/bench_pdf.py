@@ -83,6 +83,39 @@ def pages(pdf):
     return int(m.group(1)) if m else 0
 
 
+def minimal_pdf(path):
+    """A one-page PDF with one line of text: what a process costs to start and read a file."""
+    content = b"BT /F1 12 Tf 72 720 Td (Hello) Tj ET"
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            b"/Resources << /Font << /F1 5 0 R >> >> >>",
+            b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for i, o in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + o + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
+    open(path, "wb").write(bytes(out))
+
+
+def start_cost(name, pdf, args, runs=20):
+    """Seconds one process of the tool takes on the one-page PDF (the median of `runs`)."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        if name == "pdftotext":
+            subprocess.run(["pdftotext", "-enc", "UTF-8", pdf, os.devnull], capture_output=True)
+        else:
+            subprocess.run([args.summarize, "extract", "--no-cache", "-q", "-j", "1", pdf], capture_output=True)
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
 def run_tool(name, pdfs, outdir, args):
     """Text of each PDF by one tool: {stem: text}, seconds, failures."""
     os.makedirs(outdir, exist_ok=True)
@@ -135,6 +168,7 @@ def main():
     ap.add_argument("--summarize", required=True)
     ap.add_argument("--candidates", required=True)
     ap.add_argument("--tools", default="pdftotext,pdf-extract,pdf_oxide,summarize")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per tool (the median is reported)")
     ap.add_argument("--keep", help="keep the PDFs and outputs in this folder")
     args = ap.parse_args()
     work = args.keep or tempfile.mkdtemp(prefix="bench-pdf-")
@@ -148,9 +182,21 @@ def main():
           f"{len(real)} real PDFs from Debian packages ({sum(map(pages, real))} pages)")
     anchor = None
     rows = []
+    tiny = os.path.join(work, "one-line.pdf")
+    minimal_pdf(tiny)
+    n_pages = sum(map(pages, typeset)) + sum(map(pages, real))
     for tool in args.tools.split(","):
-        out_t, secs_t, fail_t = run_tool(tool, typeset, os.path.join(work, tool, "typeset"), args)
-        out_r, secs_r, fail_r = run_tool(tool, real, os.path.join(work, tool, "real"), args)
+        # The median of --repeat timed runs (this machine's runs spread by 10-20%).
+        runs = []
+        for _ in range(args.repeat):
+            out_t, secs_t, fail_t = run_tool(tool, typeset, os.path.join(work, tool, "typeset"), args)
+            out_r, secs_r, fail_r = run_tool(tool, real, os.path.join(work, tool, "real"), args)
+            runs.append(secs_t + secs_r)
+        secs = sorted(runs)[len(runs) // 2]
+        # Process starts in that time: pdftotext one per file, summarize one per set, the
+        # libraries none (timed in process). Each costs what one run on a one-line PDF costs.
+        starts = {"pdftotext": len(typeset) + len(real), "summarize": 2}.get(tool, 0)
+        start = start_cost(tool, tiny, args) if starts else 0.0
         scores = {1: [], 4: []}
         for pdf in typeset:
             stem = os.path.splitext(os.path.basename(pdf))[0]
@@ -169,21 +215,25 @@ def main():
             for pdf in real:
                 stem = os.path.splitext(os.path.basename(pdf))[0]
                 agree.append(f1(words(out_r[stem]), words(anchor[stem]), 1))
-        n_pages = sum(map(pages, typeset)) + sum(map(pages, real))
         rows.append((tool, avg_f1(scores[1]), avg_f1(scores[4]), avg_f1(agree)[2] if agree else float("nan"),
-                     n_pages / max(1e-9, secs_t + secs_r), fail_t + fail_r))
-    print(f"{'tool':<12} {'word F1':>8} {'P':>6} {'R':>6} {'4gram F1':>9} {'agree*':>7} {'pages/s':>9}  failures")
-    for tool, w, g, agree, pps, fails in rows:
-        print(f"{tool:<12} {w[2]:8.3f} {w[0]:6.3f} {w[1]:6.3f} {g[2]:9.3f} {agree:7.3f} {pps:9.1f}  {len(fails)}")
+                     n_pages / max(1e-9, secs), n_pages / max(1e-9, secs - starts * start),
+                     fail_t + fail_r, starts, start))
+    print(f"{'tool':<12} {'word F1':>8} {'P':>6} {'R':>6} {'4gram F1':>9} {'agree*':>7} {'pages/s':>9} {'no starts**':>11}  failures")
+    for tool, w, g, agree, pps, pps_ns, fails, starts, start in rows:
+        print(f"{tool:<12} {w[2]:8.3f} {w[0]:6.3f} {w[1]:6.3f} {g[2]:9.3f} {agree:7.3f} {pps:9.1f} {pps_ns:11.1f}  {len(fails)}")
         for f in fails[:5]:
             print(f"    {f}")
     base = next((r for r in rows if r[0] == "pdftotext"), None)
     if base:
-        for tool, w, g, _, pps, _ in rows:
+        for tool, w, g, _, pps, pps_ns, _, _, _ in rows:
             if tool != "pdftotext":
-                print(f"{tool}: word F1 {w[2] - base[1][2]:+.3f}, 4-gram F1 {g[2] - base[2][2]:+.3f} against pdftotext; speed {pps / base[4]:.1f}x")
-    print("* agree: word F1 against pdftotext's text on the real PDFs (no ground truth there). "
-          "pages/s: one core; pdftotext starts a process per file, summarize one for all, the libraries run in one process.")
+                print(f"{tool}: word F1 {w[2] - base[1][2]:+.3f}, 4-gram F1 {g[2] - base[2][2]:+.3f} against pdftotext; "
+                      f"speed {pps / base[4]:.1f}x, {pps_ns / base[5]:.1f}x without process starts")
+    print("* agree: word F1 against pdftotext's text on the real PDFs (no ground truth there).")
+    print(f"pages/s: one core, the median of {args.repeat} runs; pdftotext starts a process per file, summarize one "
+          "per set of PDFs, the libraries run in one process.")
+    print("** no starts: the same, less each process start, taken as one run on a one-page, one-line PDF "
+          + ", ".join(f"({r[0]}: {r[7]} starts of {r[8] * 1000:.1f} ms)" for r in rows if r[7]) + ".")
 
 
 if __name__ == "__main__":
