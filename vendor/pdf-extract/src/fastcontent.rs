@@ -526,11 +526,9 @@ impl<'a> Reader<'a> {
             // whole stream.
             return Step::Stop(self.i);
         }
-        let mut done = std::mem::take(&mut op.operands);
-        for o in done.drain(..) {
+        for o in op.operands.drain(..) {
             self.recycle(o);
         }
-        op.operands = done;
         while let Some(o) = self.object(MAX_DEPTH, false) {
             op.operands.push(o);
             self.content_space();
@@ -560,8 +558,8 @@ impl<'a> Reader<'a> {
             return false;
         }
         out.clear();
-        // ASCII only, so always UTF-8.
-        out.push_str(std::str::from_utf8(&self.s[start..self.i]).unwrap());
+        // ASCII only: a char per byte.
+        out.extend(self.s[start..self.i].iter().map(|&c| c as char));
         true
     }
 }

@@ -428,7 +428,9 @@ impl<'a> PdfSimpleFont<'a> {
         let mut unicode_map = None;
         if let Some(descriptor) = descriptor {
             dlog!("descriptor {:?}", descriptor);
-            if subtype == "Type1" {
+            // The font program's built-in encoding is only used where the font dictionary has
+            // no /Encoding (see below): only then is the program decompressed and read.
+            if subtype == "Type1" && encoding.is_none() {
                 let file = maybe_get_obj(doc, descriptor, b"FontFile");
                 match file {
                     Some(&Object::Stream(ref s)) => {
