@@ -3280,13 +3280,65 @@ fn issue11_pdfs_are_read_and_bad_ones_are_error_records() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked"), "{stderr}");
-        let compared = stderr.matches(" equal (").count();
+        let fonts =
+            stderr.matches("cmap equal (").count() + stderr.matches("type1 equal (").count();
+        let streams = stderr.matches("content equal").count();
         eprintln!(
-            "fast readers: {compared} fonts read alike in {} shipped PDFs",
+            "fast readers: {fonts} fonts and {streams} content streams read alike in {} shipped PDFs",
             shipped.len()
         );
-        assert!(compared > 0, "no font was compared: {stderr}");
+        assert!(fonts > 0 && streams > 0, "nothing was compared: {stderr}");
         assert_eq!(records(&out.stdout).len(), shipped.len());
+    }
+
+    // The hand-written content-stream reader (vendor/pdf-extract/src/fastcontent.rs) against
+    // lopdf's, on the corners of the grammar: escapes and nesting in strings, hex strings with
+    // spaces and an odd digit, reals written `.5`, `5.` and `+3`, a name with a `#` escape,
+    // an inline dictionary with a reference, an inline image (where lopdf reads on), an
+    // integer too big for i64 and a comment before an indented line (where lopdf stops: the
+    // page ends there, as it always did). Each page both ways, plain and zlib-compressed (the
+    // zune-inflate path); PDF_EXTRACT_CHECK_FASTLEX panics on any difference.
+    let streams: Vec<Vec<u8>> = vec![
+        b"% a comment before anything\nBT /F1 11 Tf 72 740 Td\n(Nested \\(escaped\\) and (balanced) parens, a \\\\ backslash, \\101\\102C octal, one line \\\ncontinued) Tj\n0 -14 Td <48 65 6c6C 6F2c 20776F726C6421> Tj\n0 -14 Td [(Kerned)-250( text,)12.5( reals).5( like)-.25( these)5.( and)+3( signs)] TJ\n0 -14 Td /F#31 11 Tf (A name with an escape) Tj\n0.1234567 Tc 16777217.5 Tw 0 Tc 0 Tw <4> Tj\n0 -14 Td /Span <</MCID 0 /Alt (x) /Arr [1 0 R true false null /N 2.5]>> BDC (Marked content) Tj EMC\nET\n".to_vec(),
+        b"BT /F1 11 Tf 72 740 Td (Before the image) Tj ET\nq 10 0 0 10 72 700 cm\nBI /W 1 /H 1 /BPC 1 /IM true ID \x00\nEI Q\nBT /F1 11 Tf 72 680 Td (After the image) Tj ET\n".to_vec(),
+        b"BT /F1 11 Tf 72 740 Td (Shown before the overflow) Tj 99999999999999999999 Tc (Not read by lopdf) Tj ET\n".to_vec(),
+        b"BT /F1 11 Tf 72 740 Td (Before a comment) Tj\n% a comment, then an indented line\n   (Not read by lopdf either) Tj ET\n".to_vec(),
+    ];
+    for flate in [false, true] {
+        let path = dir.join(format!("grammar-{flate}.pdf"));
+        std::fs::write(&path, common::pdf_of_streams(&streams, flate, &[], false)).unwrap();
+        let out = summarize(dir)
+            .env("PDF_EXTRACT_CHECK_FASTLEX", "1")
+            .args(["extract", "--no-cache", "-q"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stderr.contains("fastlex: content equal ("), "{stderr}");
+        assert!(stderr.contains("lopdf read the rest"), "{stderr}");
+        let recs = records(&out.stdout);
+        assert_eq!(field(&recs[0], "status"), "ok", "{:?}", recs[0]);
+        let text = field(&recs[0], "text")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for want in [
+            "Nested (escaped) and (balanced) parens, a \\ backslash, ABC octal, one line continued",
+            "Hello, world!",
+            "Kerned text, reals like these and signs",
+            "A name with an escape",
+            "Marked content",
+            "Before the image",
+            "After the image",
+            "Shown before the overflow",
+            "Before a comment",
+        ] {
+            assert!(
+                text.contains(want),
+                "{want:?} missing (flate {flate}): {text}"
+            );
+        }
     }
 
     // Damaged PDFs: cut short, bytes overwritten (a fixed seed), never a crash.

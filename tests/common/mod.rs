@@ -346,59 +346,86 @@ pub fn interrupt(child: &std::process::Child) {
 /// `encrypt` adds an /Encrypt entry (RC4 40-bit, owner and user passwords unknown) so readers
 /// must refuse it; a page given as no lines has no text layer, like a scan.
 pub fn pdf(pages: &[Vec<String>], info: &[(&str, &str)], encrypt: bool) -> Vec<u8> {
-    let esc = |s: &str| {
-        s.replace('\\', "\\\\")
-            .replace('(', "\\(")
-            .replace(')', "\\)")
-    };
-    let n = pages.len();
+    let streams: Vec<Vec<u8>> = pages
+        .iter()
+        .map(|lines| {
+            let mut stream = String::new();
+            if lines.is_empty() {
+                // A scanned page: a filled rectangle, no text.
+                stream.push_str("0.5 g 72 72 468 648 re f\n");
+            } else {
+                stream.push_str("BT /F1 11 Tf 14 TL 72 740 Td\n");
+                for l in lines {
+                    stream.push_str(&format!("({}) Tj T*\n", pdf_escape(l)));
+                }
+                stream.push_str("ET\n");
+            }
+            stream.into_bytes()
+        })
+        .collect();
+    pdf_of_streams(&streams, false, info, encrypt)
+}
+
+fn pdf_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('(', "\\(")
+        .replace(')', "\\)")
+}
+
+/// The PDF of `pdf` with each page's content stream given as it is, byte for byte, and
+/// compressed with zlib (`/FlateDecode`, as most producers write them) when `flate` is set.
+/// The font is Helvetica, `/F1`.
+pub fn pdf_of_streams(
+    streams: &[Vec<u8>],
+    flate: bool,
+    info: &[(&str, &str)],
+    encrypt: bool,
+) -> Vec<u8> {
+    let n = streams.len();
     // Objects: 1 catalog, 2 pages, 3 font, then per page (page, contents), then info, encrypt.
-    let mut objects: Vec<String> = Vec::new();
-    objects.push("<< /Type /Catalog /Pages 2 0 R >>".into());
+    let mut objects: Vec<Vec<u8>> = Vec::new();
+    objects.push(b"<< /Type /Catalog /Pages 2 0 R >>".to_vec());
     let kids: Vec<String> = (0..n).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
-    objects.push(format!(
-        "<< /Type /Pages /Kids [{}] /Count {n} >>",
-        kids.join(" ")
-    ));
+    objects.push(format!("<< /Type /Pages /Kids [{}] /Count {n} >>", kids.join(" ")).into_bytes());
     objects.push(
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+            .to_vec(),
     );
-    for (i, lines) in pages.iter().enumerate() {
+    for (i, stream) in streams.iter().enumerate() {
         objects.push(format!(
             "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
             5 + 2 * i
-        ));
-        let mut stream = String::new();
-        if lines.is_empty() {
-            // A scanned page: a filled rectangle, no text.
-            stream.push_str("0.5 g 72 72 468 648 re f\n");
+        ).into_bytes());
+        let (data, filter) = if flate {
+            use std::io::Write;
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            z.write_all(stream).unwrap();
+            (z.finish().unwrap(), " /Filter /FlateDecode")
         } else {
-            stream.push_str("BT /F1 11 Tf 14 TL 72 740 Td\n");
-            for l in lines {
-                stream.push_str(&format!("({}) Tj T*\n", esc(l)));
-            }
-            stream.push_str("ET\n");
-        }
-        objects.push(format!(
-            "<< /Length {} >>\nstream\n{stream}endstream",
-            stream.len()
-        ));
+            (stream.clone(), "")
+        };
+        let mut obj = format!("<< /Length {}{filter} >>\nstream\n", data.len()).into_bytes();
+        obj.extend_from_slice(&data);
+        obj.extend_from_slice(b"\nendstream");
+        objects.push(obj);
     }
     let info_id = objects.len() + 1;
     let fields: Vec<String> = info
         .iter()
-        .map(|(k, v)| format!("/{k} ({})", esc(v)))
+        .map(|(k, v)| format!("/{k} ({})", pdf_escape(v)))
         .collect();
-    objects.push(format!("<< {} >>", fields.join(" ")));
+    objects.push(format!("<< {} >>", fields.join(" ")).into_bytes());
     let encrypt_id = objects.len() + 1;
     if encrypt {
-        objects.push("<< /Filter /Standard /V 1 /R 2 /O <28BF4E5E4E758A4164004E56FFFA01082E2E00B6D0683E802F0CA9FE6453697A> /U <28BF4E5E4E758A4164004E56FFFA01082E2E00B6D0683E802F0CA9FE6453697A> /P -64 >>".into());
+        objects.push(b"<< /Filter /Standard /V 1 /R 2 /O <28BF4E5E4E758A4164004E56FFFA01082E2E00B6D0683E802F0CA9FE6453697A> /U <28BF4E5E4E758A4164004E56FFFA01082E2E00B6D0683E802F0CA9FE6453697A> /P -64 >>".to_vec());
     }
     let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
     let mut offsets = Vec::new();
     for (i, obj) in objects.iter().enumerate() {
         offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{obj}\nendobj\n", i + 1).as_bytes());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(obj);
+        out.extend_from_slice(b"\nendobj\n");
     }
     let xref = out.len();
     out.extend_from_slice(
