@@ -1412,7 +1412,8 @@ struct GraphicsState<'a>
 fn show_text(gs: &mut GraphicsState, s: &[u8],
              _tlm: &Transform,
              _flip_ctm: &Transform,
-             output: &mut dyn OutputDev) -> Result<(), OutputError> {
+             output: &mut dyn OutputDev,
+             text: &mut String) -> Result<(), OutputError> {
     let ts = &mut gs.ts;
     let font = ts.font.as_ref().unwrap();
     //let encoding = font.encoding.as_ref().map(|x| &x[..]).unwrap_or(&PDFDocEncoding);
@@ -1421,7 +1422,6 @@ fn show_text(gs: &mut GraphicsState, s: &[u8],
     dlog!("{:?}", s);
     output.begin_word()?;
 
-    let mut text = String::new();
     for (c, length) in font.char_codes(s) {
         // 5.3.3 Text Space Details
         let tsm = Transform2D::row_major(ts.horizontal_scaling,
@@ -1449,8 +1449,8 @@ fn show_text(gs: &mut GraphicsState, s: &[u8],
         if is_space { spacing += ts.word_spacing }
 
         text.clear();
-        font.decode_char_into(c, &mut text);
-        output.output_character(&trm, w0, spacing, ts.font_size, &text)?;
+        font.decode_char_into(c, text);
+        output.output_character(&trm, w0, spacing, ts.font_size, text)?;
         let tj = 0.;
         let ty = 0.;
         let tx = ts.horizontal_scaling * ((w0 - tj/1000.)* ts.font_size + spacing);
@@ -1749,6 +1749,8 @@ impl<'a> Processor<'a> {
         let mut path = Path::new();
         let flip_ctm = Transform2D::row_major(1., 0., 0., -1., 0., media_box.ury - media_box.lly);
         dlog!("MediaBox {:?}", media_box);
+        // One buffer for the characters of every string shown.
+        let mut text_buf = String::new();
         let mut run = |operation: &Operation| -> Result<(), OutputError> {
             //dlog!("op: {:?}", operation);
 
@@ -1801,7 +1803,7 @@ impl<'a> Processor<'a> {
                             for e in array {
                                 match e {
                                     &Object::String(ref s, _) => {
-                                        show_text(&mut gs, s, &tlm, &flip_ctm, output)?;
+                                        show_text(&mut gs, s, &tlm, &flip_ctm, output, &mut text_buf)?;
                                     }
                                     &Object::Integer(i) => {
                                         let ts = &mut gs.ts;
@@ -1831,7 +1833,7 @@ impl<'a> Processor<'a> {
                 "Tj" => {
                     match operation.operands[0] {
                         Object::String(ref s, _) => {
-                            show_text(&mut gs, s, &tlm, &flip_ctm, output)?;
+                            show_text(&mut gs, s, &tlm, &flip_ctm, output, &mut text_buf)?;
                         }
                         _ => { panic!("unexpected Tj operand {:?}", operation) }
                     }
