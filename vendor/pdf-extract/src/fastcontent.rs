@@ -2,12 +2,12 @@
 //! `lopdf::content::Content::decode`, whose parser-combinator reader allocates for every token
 //! and was about a third of the time spent on a typical PDF.
 //!
-//! It follows lopdf 0.42's grammar rule by rule (the same alternatives in the same order, the
-//! same quirks: an operand ends at `content_space` — space, tab, CR, LF — while arrays and
-//! dictionaries skip all PDF whitespace and comments; `[1 0 R]` holds a reference; numbers
-//! are read with `f32`/`i64::from_str`). Where it stops (an inline image, a
-//! parse that stops early, which lopdf turns into a truncated page, deep nesting), the
-//! operations read so far are lopdf's first ones and the caller asks lopdf for
+//! It follows lopdf 0.42's grammar rule by rule: the same alternatives in the same order and
+//! the same quirks (an operand ends at `content_space`, that is space, tab, CR or LF, while
+//! arrays and dictionaries skip all PDF whitespace and comments; `[1 0 R]` holds a reference;
+//! numbers come out as `f32::from_str` and `i64::from_str` give them). Where it stops (an
+//! inline image, deep nesting, or a parse that stops early, which lopdf turns into a page cut
+//! short), the operations read so far are lopdf's first ones, and the caller asks lopdf for
 //! the rest. `PDF_EXTRACT_CHECK_FASTLEX=1` reads every stream both ways and panics on a
 //! difference.
 
