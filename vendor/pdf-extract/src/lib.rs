@@ -2569,6 +2569,33 @@ pub fn output_doc(doc: &Document, output: &mut dyn OutputDev) -> Result<(), Outp
     Ok(())
 }
 
+/// The hand-written content-stream reader (fastcontent.rs) against lopdf's on `data`, for
+/// tests: how many operations the reader read and whether it read to the end, or what differs.
+/// Where the reader stops, its operations must be the first of lopdf's.
+#[doc(hidden)]
+pub fn compare_content_readers(data: &[u8]) -> Result<(usize, bool), String> {
+    let (ours, stopped) = fastcontent::decode(data);
+    let theirs = match Content::decode(data) {
+        Ok(content) => content.operations,
+        // lopdf gives up on the whole stream (a bad inline image, nesting past its limit):
+        // the page fails as it always did, provided the reader stopped too.
+        Err(e) if stopped.is_some() => return Ok((ours.len(), false)),
+        Err(e) => return Err(format!("lopdf failed ({e}) where the reader read to the end")),
+    };
+    let prefix = if stopped.is_some() { &theirs[..ours.len().min(theirs.len())] } else { &theirs[..] };
+    if fastcontent::same(&ours, prefix) {
+        return Ok((ours.len(), stopped.is_none()));
+    }
+    let at = ours.iter().zip(prefix).position(|(x, y)| x.operator != y.operator || x.operands != y.operands);
+    Err(format!(
+        "{} operations against lopdf's {} (stopped at {stopped:?}); first difference at {at:?}: {:?} against {:?}",
+        ours.len(),
+        prefix.len(),
+        at.and_then(|i| ours.get(i)),
+        at.and_then(|i| prefix.get(i)),
+    ))
+}
+
 /// Each page's plain text in turn, from one pass over the document: fonts are read once for
 /// the whole document, and a page that fails (an error, or a panic on a malformed page) is
 /// reported to `each` while the others go on.
