@@ -215,25 +215,29 @@ def main():
             for pdf in real:
                 stem = os.path.splitext(os.path.basename(pdf))[0]
                 agree.append(f1(words(out_r[stem]), words(anchor[stem]), 1))
-        rows.append((tool, avg_f1(scores[1]), avg_f1(scores[4]), avg_f1(agree)[2] if agree else float("nan"),
-                     n_pages / max(1e-9, secs), n_pages / max(1e-9, secs - starts * start),
-                     fail_t + fail_r, starts, start))
+        rows.append(dict(tool=tool, word=avg_f1(scores[1]), gram4=avg_f1(scores[4]),
+                         agree=avg_f1(agree)[2] if agree else float("nan"),
+                         pps=n_pages / max(1e-9, secs), pps_ns=n_pages / max(1e-9, secs - starts * start),
+                         fails=fail_t + fail_r, starts=starts, start=start))
     print(f"{'tool':<12} {'word F1':>8} {'P':>6} {'R':>6} {'4gram F1':>9} {'agree*':>7} {'pages/s':>9} {'no starts**':>11}  failures")
-    for tool, w, g, agree, pps, pps_ns, fails, starts, start in rows:
-        print(f"{tool:<12} {w[2]:8.3f} {w[0]:6.3f} {w[1]:6.3f} {g[2]:9.3f} {agree:7.3f} {pps:9.1f} {pps_ns:11.1f}  {len(fails)}")
-        for f in fails[:5]:
-            print(f"    {f}")
-    base = next((r for r in rows if r[0] == "pdftotext"), None)
+    for r in rows:
+        (p, rc, f), g = r["word"], r["gram4"]
+        print(f"{r['tool']:<12} {f:8.3f} {p:6.3f} {rc:6.3f} {g[2]:9.3f} {r['agree']:7.3f} {r['pps']:9.1f} "
+              f"{r['pps_ns']:11.1f}  {len(r['fails'])}")
+        for fail in r["fails"][:5]:
+            print(f"    {fail}")
+    base = next((r for r in rows if r["tool"] == "pdftotext"), None)
     if base:
-        for tool, w, g, _, pps, pps_ns, _, _, _ in rows:
-            if tool != "pdftotext":
-                print(f"{tool}: word F1 {w[2] - base[1][2]:+.3f}, 4-gram F1 {g[2] - base[2][2]:+.3f} against pdftotext; "
-                      f"speed {pps / base[4]:.1f}x, {pps_ns / base[5]:.1f}x without process starts")
+        for r in rows:
+            if r["tool"] != "pdftotext":
+                print(f"{r['tool']}: word F1 {r['word'][2] - base['word'][2]:+.3f}, "
+                      f"4-gram F1 {r['gram4'][2] - base['gram4'][2]:+.3f} against pdftotext; "
+                      f"speed {r['pps'] / base['pps']:.1f}x, {r['pps_ns'] / base['pps_ns']:.1f}x without process starts")
     print("* agree: word F1 against pdftotext's text on the real PDFs (no ground truth there).")
     print(f"pages/s: one core, the median of {args.repeat} runs; pdftotext starts a process per file, summarize one "
           "per set of PDFs, the libraries run in one process.")
     print("** no starts: the same, less each process start, taken as one run on a one-page, one-line PDF "
-          + ", ".join(f"({r[0]}: {r[7]} starts of {r[8] * 1000:.1f} ms)" for r in rows if r[7]) + ".")
+          + ", ".join(f"({r['tool']}: {r['starts']} starts of {r['start'] * 1000:.1f} ms)" for r in rows if r["starts"]) + ".")
 
 
 if __name__ == "__main__":

@@ -3259,6 +3259,18 @@ fn issue11_pdfs_are_read_and_bad_ones_are_error_records() {
         _ => eprintln!("skipping the shipped-PDF check: needs Debian's shared-mime-info docs and poppler-utils (.ci/run installs poppler-utils)"),
     }
 
+    // `summarize extract` with PDF_EXTRACT_CHECK_FASTLEX set: what it printed, and no panic.
+    let extract_checked = |paths: &[std::path::PathBuf]| {
+        let out = summarize(dir)
+            .env("PDF_EXTRACT_CHECK_FASTLEX", "1")
+            .args(["extract", "--no-cache", "-q"])
+            .args(paths)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        (out.stdout, stderr)
+    };
     // The fast CMap and Type 1 encoding readers (vendor/pdf-extract/src/fastlex.rs) against
     // the crates they stand in for, on every font of the PDFs Debian ships here: with
     // PDF_EXTRACT_CHECK_FASTLEX set, each font is read both ways and a difference panics.
@@ -3272,14 +3284,7 @@ fn issue11_pdfs_are_read_and_bad_ones_are_error_records() {
     if shipped.is_empty() {
         eprintln!("skipping the fast-reader check: no PDFs under /usr/share/doc (Debian's shared-mime-info ships one)");
     } else {
-        let out = summarize(dir)
-            .env("PDF_EXTRACT_CHECK_FASTLEX", "1")
-            .args(["extract", "--no-cache", "-q"])
-            .args(&shipped)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        let (stdout, stderr) = extract_checked(&shipped);
         let fonts =
             stderr.matches("cmap equal (").count() + stderr.matches("type1 equal (").count();
         let streams = stderr.matches("content equal").count();
@@ -3288,7 +3293,7 @@ fn issue11_pdfs_are_read_and_bad_ones_are_error_records() {
             shipped.len()
         );
         assert!(fonts > 0 && streams > 0, "nothing was compared: {stderr}");
-        assert_eq!(records(&out.stdout).len(), shipped.len());
+        assert_eq!(records(&stdout).len(), shipped.len());
     }
 
     // The hand-written content-stream reader (vendor/pdf-extract/src/fastcontent.rs) against
@@ -3307,17 +3312,10 @@ fn issue11_pdfs_are_read_and_bad_ones_are_error_records() {
     for flate in [false, true] {
         let path = dir.join(format!("grammar-{flate}.pdf"));
         std::fs::write(&path, common::pdf_of_streams(&streams, flate, &[], false)).unwrap();
-        let out = summarize(dir)
-            .env("PDF_EXTRACT_CHECK_FASTLEX", "1")
-            .args(["extract", "--no-cache", "-q"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        let (stdout, stderr) = extract_checked(std::slice::from_ref(&path));
         assert!(stderr.contains("fastlex: content equal ("), "{stderr}");
         assert!(stderr.contains("lopdf read the rest"), "{stderr}");
-        let recs = records(&out.stdout);
+        let recs = records(&stdout);
         assert_eq!(field(&recs[0], "status"), "ok", "{:?}", recs[0]);
         let text = field(&recs[0], "text")
             .split_whitespace()

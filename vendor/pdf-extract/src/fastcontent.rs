@@ -578,8 +578,3 @@ pub(crate) fn decode(s: &[u8]) -> (Vec<Operation>, Option<usize>) {
         }
     }
 }
-
-/// Operations compared field by field (lopdf's `Operation` is not `PartialEq`).
-pub(crate) fn same(a: &[Operation], b: &[Operation]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.operator == y.operator && x.operands == y.operands)
-}
